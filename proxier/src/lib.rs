@@ -1,11 +1,26 @@
 //! `proxier`: kube-proxy's brain, independent of where its rules go.
 //!
 //! It reads Kubernetes objects ([`k8s`]) and a `KubeProxyConfiguration`
-//! ([`config`]), tracks changes the way upstream's change trackers do, and
-//! renders rules for one mode at a time, talking only to the dataplane traits
-//! ([`dataplane`]). It never prints, never reads the wall clock (callers pass
-//! time in), and never knows whether a simulator or a kernel is behind the
-//! traits.
+//! ([`config`]), tracks changes the way upstream's change trackers do
+//! ([`changes`]), decides which endpoints each service port uses
+//! ([`topology`]), and renders rules for one mode at a time ([`iptables`]),
+//! talking only to the dataplane traits ([`dataplane`]). A bounded-frequency
+//! [`sync_runner`] decides when syncs happen.
+//!
+//! **Invariants:** it never prints, never reads the wall clock (callers pass
+//! [`clock::Timestamp`]s in), iterates only ordered collections, and never
+//! knows whether a simulator or a kernel is behind the traits.
 
+pub mod changes;
+pub mod clock;
 pub mod config;
+pub mod conntrack_cleanup;
+pub mod dataplane;
+pub mod endpoints;
+pub mod iptables;
 pub mod k8s;
+pub mod local_detect;
+pub mod node;
+pub mod nodeport_addresses;
+pub mod service_port;
+pub mod topology;

@@ -195,6 +195,11 @@ pub struct EndpointPort {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointSlice {
     pub name: NamespacedName,
+    /// Metadata kept only so that any real update counts as a change, as
+    /// upstream compares whole slice objects.
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub resource_version: Option<String>,
     /// The `kubernetes.io/service-name` label; slices without it are not
     /// managed for a service and kube-proxy ignores them.
     pub service_name: Option<String>,

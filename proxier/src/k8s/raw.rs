@@ -24,6 +24,7 @@ pub struct ObjectMeta {
     pub namespace: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    pub resource_version: Option<String>,
 }
 
 /// A `v1.Service`.

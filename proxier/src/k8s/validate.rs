@@ -361,6 +361,9 @@ pub fn endpoint_slice(raw: &raw::EndpointSlice) -> Result<EndpointSlice, FieldEr
             .get("kubernetes.io/service-name")
             .cloned(),
         name,
+        labels: raw.metadata.labels.clone(),
+        annotations: raw.metadata.annotations.clone(),
+        resource_version: raw.metadata.resource_version.clone(),
         address_type,
         endpoints,
         ports,

@@ -1,0 +1,7 @@
+//! The `kpsim` library: joins the proxier and the simulator.
+//!
+//! The binary (`main.rs`) parses flags and prints; everything it does is
+//! here, so integration tests call the same code. [`oneshot`] renders one
+//! sync for `kpsim rules`.
+
+pub mod oneshot;
