@@ -4,4 +4,5 @@
 //! here, so integration tests call the same code. [`oneshot`] renders one
 //! sync for `kpsim rules`.
 
+pub mod generate;
 pub mod oneshot;

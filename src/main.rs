@@ -12,7 +12,11 @@ use proxier::config::{self, Config, Mode};
 use proxier::k8s::{self, IpFamily, Manifests};
 
 #[derive(Parser)]
-#[command(name = "kpsim", version, about = "kube-proxy, rebuilt as a deterministic node-network simulator")]
+#[command(
+    name = "kpsim",
+    version,
+    about = "kube-proxy, rebuilt as a deterministic node-network simulator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -110,7 +114,9 @@ fn rules(args: RulesArgs) -> Result<()> {
     let out = render(&req)?;
     match args.format {
         Format::Restore => print!("{}", out.restore),
-        Format::Save => bail!("--format save needs the simulator's iptables-save printer (not wired yet)"),
+        Format::Save => {
+            bail!("--format save needs the simulator's iptables-save printer (not wired yet)")
+        }
     }
     Ok(())
 }

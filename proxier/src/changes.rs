@@ -42,8 +42,10 @@ pub struct Tracker {
     family: IpFamily,
     node_name: String,
     services: BTreeMap<NamespacedName, Service>,
-    /// Slices by their own name, with the service they belong to.
+    /// Slices by their own name.
     slices: BTreeMap<NamespacedName, EndpointSlice>,
+    /// Slice names by the service they belong to.
+    slices_of_service: BTreeMap<NamespacedName, BTreeSet<NamespacedName>>,
     pending_services: BTreeSet<NamespacedName>,
     pending_endpoints: BTreeSet<NamespacedName>,
     /// What the last sync used.
@@ -58,6 +60,7 @@ impl Tracker {
             node_name: node_name.into(),
             services: BTreeMap::new(),
             slices: BTreeMap::new(),
+            slices_of_service: BTreeMap::new(),
             pending_services: BTreeSet::new(),
             pending_endpoints: BTreeSet::new(),
             service_ports: BTreeMap::new(),
@@ -90,7 +93,11 @@ impl Tracker {
     /// An EndpointSlice was added or updated (`Some`) or deleted (`None`).
     /// Slices without a `kubernetes.io/service-name` label are ignored, as
     /// upstream ignores them. Returns whether any change is now pending.
-    pub fn on_endpoint_slice(&mut self, name: &NamespacedName, slice: Option<&EndpointSlice>) -> bool {
+    pub fn on_endpoint_slice(
+        &mut self,
+        name: &NamespacedName,
+        slice: Option<&EndpointSlice>,
+    ) -> bool {
         let old_service = self.slices.get(name).and_then(owning_service);
         let changed = match slice {
             Some(s) if !self.accepts(s) => return self.has_pending(),
@@ -100,8 +107,23 @@ impl Tracker {
             Some(_) | None => self.slices.remove(name).is_some(),
         };
         if changed {
-            let new_service = slice.and_then(owning_service);
-            self.pending_endpoints.extend(old_service.into_iter().chain(new_service));
+            if let Some(old) = &old_service {
+                if let Some(set) = self.slices_of_service.get_mut(old) {
+                    set.remove(name);
+                    if set.is_empty() {
+                        self.slices_of_service.remove(old);
+                    }
+                }
+            }
+            let new_service = self.slices.get(name).and_then(owning_service);
+            if let Some(new) = &new_service {
+                self.slices_of_service
+                    .entry(new.clone())
+                    .or_default()
+                    .insert(name.clone());
+            }
+            self.pending_endpoints
+                .extend(old_service.into_iter().chain(new_service));
         }
         self.has_pending()
     }
@@ -141,15 +163,20 @@ impl Tracker {
 
         for service in std::mem::take(&mut self.pending_endpoints) {
             let slices = self
-                .slices
-                .values()
-                .filter(|s| owning_service(s).as_ref() == Some(&service));
+                .slices_of_service
+                .get(&service)
+                .into_iter()
+                .flatten()
+                .filter_map(|n| self.slices.get(n));
             let new_eps = merge_slices(&service, slices, self.family, &self.node_name);
             let old_eps = take_service(&mut self.endpoints, &service);
             // Upstream reports every service whose slices changed, even when
             // the merged endpoints come out the same.
             result.updated_endpoints.insert(service.clone());
-            let udp = old_eps.keys().chain(new_eps.keys()).any(|k| k.protocol == Protocol::Udp);
+            let udp = old_eps
+                .keys()
+                .chain(new_eps.keys())
+                .any(|k| k.protocol == Protocol::Udp);
             result.conntrack_cleanup_required |= udp;
             self.endpoints.extend(new_eps);
         }

@@ -23,4 +23,5 @@ pub mod local_detect;
 pub mod node;
 pub mod nodeport_addresses;
 pub mod service_port;
+pub mod sync_runner;
 pub mod topology;

@@ -51,8 +51,14 @@ mod tests {
 
     #[test]
     fn fragments_per_mode() {
-        let d = LocalDetector::new(&DetectLocal::ClusterCidr(vec!["10.0.0.0/8".parse().unwrap()])).unwrap();
-        assert_eq!((d.if_local(), d.if_not_local()), ("-s 10.0.0.0/8", "! -s 10.0.0.0/8"));
+        let d = LocalDetector::new(&DetectLocal::ClusterCidr(vec!["10.0.0.0/8"
+            .parse()
+            .unwrap()]))
+        .unwrap();
+        assert_eq!(
+            (d.if_local(), d.if_not_local()),
+            ("-s 10.0.0.0/8", "! -s 10.0.0.0/8")
+        );
         let d = LocalDetector::new(&DetectLocal::InterfaceNamePrefix("veth".into())).unwrap();
         assert_eq!(d.if_not_local(), "! -i veth+");
         assert!(LocalDetector::new(&DetectLocal::Unknown).is_none());

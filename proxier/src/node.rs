@@ -51,6 +51,9 @@ impl NodeInfo {
 
     /// The first IP of `family`.
     pub fn primary_ip(&self, family: IpFamily) -> Option<IpAddr> {
-        self.ips.iter().find(|ip| IpFamily::of(ip) == family).copied()
+        self.ips
+            .iter()
+            .find(|ip| IpFamily::of(ip) == family)
+            .copied()
     }
 }

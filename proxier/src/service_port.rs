@@ -97,11 +97,18 @@ pub fn service_ports(service: &Service, family: IpFamily) -> Vec<ServicePort> {
         ClusterIp::Ips(ips) => ips,
         ClusterIp::Unset | ClusterIp::Headless => return Vec::new(),
     };
-    let Some(cluster_ip) = cluster_ips.iter().find(|ip| IpFamily::of(ip) == family).copied() else {
+    let Some(cluster_ip) = cluster_ips
+        .iter()
+        .find(|ip| IpFamily::of(ip) == family)
+        .copied()
+    else {
         return Vec::new();
     };
     let of_family = |ips: &[IpAddr]| -> Vec<IpAddr> {
-        ips.iter().filter(|ip| IpFamily::of(ip) == family).copied().collect()
+        ips.iter()
+            .filter(|ip| IpFamily::of(ip) == family)
+            .copied()
+            .collect()
     };
 
     let external_ips = of_family(&service.external_ips);
@@ -121,9 +128,14 @@ pub fn service_ports(service: &Service, family: IpFamily) -> Vec<ServicePort> {
         .copied()
         .collect();
 
-    let external_policy_local = service.external_traffic_policy == TrafficPolicy::Local
-        && (matches!(service.service_type, ServiceType::NodePort | ServiceType::LoadBalancer)
-            || !service.external_ips.is_empty());
+    // Upstream's `ExternallyAccessible(svc)` compares the literal type.
+    let service_externally_accessible = match service.service_type {
+        ServiceType::NodePort | ServiceType::LoadBalancer => true,
+        ServiceType::ClusterIp => service.type_explicit && !service.external_ips.is_empty(),
+        ServiceType::ExternalName => false,
+    };
+    let external_policy_local =
+        service.external_traffic_policy == TrafficPolicy::Local && service_externally_accessible;
     let health_check_node_port = if service.service_type == ServiceType::LoadBalancer
         && service.external_traffic_policy == TrafficPolicy::Local
     {

@@ -50,7 +50,10 @@ pub fn categorize_endpoints<'a>(
         // No ready endpoint anywhere (topology was already ignored if none
         // was ready in this zone): fall back to terminating ones.
         if out.cluster.is_empty() {
-            out.cluster = endpoints.iter().filter(|ep| ep.is_serving_terminating()).collect();
+            out.cluster = endpoints
+                .iter()
+                .filter(|ep| ep.is_serving_terminating())
+                .collect();
         }
         out.has_any = !out.cluster.is_empty();
     }
@@ -73,7 +76,10 @@ pub fn categorize_endpoints<'a>(
     }
     let mut use_serving_terminating = false;
     if local_ready {
-        out.local = endpoints.iter().filter(|ep| ep.is_local && ep.ready).collect();
+        out.local = endpoints
+            .iter()
+            .filter(|ep| ep.is_local && ep.ready)
+            .collect();
     } else if local_serving_terminating {
         use_serving_terminating = true;
         out.local = endpoints

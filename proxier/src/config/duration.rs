@@ -28,7 +28,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(|| format!("{text:?} has a number without a unit (ns, us, ms, s, m, h)"))?;
         if number_len == 0 {
-            return Err(format!("{text:?} is not a duration; write it like 30s or 1m0s"));
+            return Err(format!(
+                "{text:?} is not a duration; write it like 30s or 1m0s"
+            ));
         }
         let (number, after) = rest.split_at(number_len);
         let unit_len = after
@@ -55,7 +57,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         let whole: u128 = if whole.is_empty() {
             0
         } else {
-            whole.parse().map_err(|_| format!("{text:?} is not a duration"))?
+            whole
+                .parse()
+                .map_err(|_| format!("{text:?} is not a duration"))?
         };
         let mut part = whole * unit_nanos;
         let mut scale = unit_nanos;

@@ -40,7 +40,7 @@ impl Mode {
             "ipvs" => Ok(Mode::Ipvs),
             "nftables" => Ok(Mode::Nftables),
             other => Err(format!(
-                "unknown mode {other:?}; use iptables, ipvs or nftables"
+                "unknown mode {other:?}; must be iptables, ipvs, nftables or blank (blank means iptables)"
             )),
         }
     }
@@ -130,7 +130,11 @@ impl Config {
 
     /// How this proxier detects local (pod) traffic for `family`, given the
     /// node's pod CIDRs.
-    pub fn detect_local(&self, family: crate::k8s::IpFamily, node_pod_cidrs: &[IpNet]) -> DetectLocal {
+    pub fn detect_local(
+        &self,
+        family: crate::k8s::IpFamily,
+        node_pod_cidrs: &[IpNet],
+    ) -> DetectLocal {
         let of_family = |nets: &[IpNet]| -> Vec<IpNet> {
             nets.iter()
                 .filter(|n| crate::k8s::IpFamily::of(&n.addr()) == family)
@@ -220,8 +224,14 @@ mod tests {
         assert_eq!(c.ipvs.scheduler, "rr");
         assert_eq!(c.conntrack.max_per_core, 32768);
         assert_eq!(c.conntrack.min, 131072);
-        assert_eq!(c.conntrack.tcp_established_timeout, Duration::from_secs(86400));
-        assert_eq!(c.conntrack.tcp_close_wait_timeout, Duration::from_secs(3600));
+        assert_eq!(
+            c.conntrack.tcp_established_timeout,
+            Duration::from_secs(86400)
+        );
+        assert_eq!(
+            c.conntrack.tcp_close_wait_timeout,
+            Duration::from_secs(3600)
+        );
     }
 
     #[test]
@@ -257,6 +267,15 @@ nodePortAddresses: [primary]
     }
 
     #[test]
+    fn zero_periods_mean_default_and_nftables_defaults_to_primary() {
+        let c = load_str("kp.yaml", "iptables: {minSyncPeriod: 0s}").unwrap();
+        assert_eq!(c.min_sync_period, Duration::from_secs(1));
+        let c = load_str("kp.yaml", "mode: nftables").unwrap();
+        assert_eq!(c.node_port_addresses, vec!["primary".to_string()]);
+        assert_eq!(Config::default().node_port_addresses, Vec::<String>::new());
+    }
+
+    #[test]
     fn unknown_fields_are_errors_naming_the_field() {
         let e = load_str("kp.yaml", "iptables:\n  masqueradeBits: 14\n").unwrap_err();
         assert!(e.message.contains("masqueradeBits"), "{e}");
@@ -272,6 +291,11 @@ nodePortAddresses: [primary]
             ("iptables: {syncPeriod: 30}", "syncPeriod"),
             ("kind: KubeletConfiguration", "kind"),
             ("nodePortAddresses: [eth0]", "nodePortAddresses"),
+            ("nodePortAddresses: [primary, 10.0.0.0/8]", "can't use both"),
+            (
+                "iptables: {syncPeriod: 1s, minSyncPeriod: 2s}",
+                "syncPeriod",
+            ),
         ] {
             let e = load_str("kp.yaml", text).unwrap_err();
             assert!(e.message.contains(needle), "{text}: {e}");

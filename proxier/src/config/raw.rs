@@ -150,7 +150,8 @@ impl KubeProxyConfiguration {
                 ));
             }
         }
-        let mode = Mode::parse(self.mode.as_deref().unwrap_or("")).map_err(|e| format!("mode: {e}"))?;
+        let mode =
+            Mode::parse(self.mode.as_deref().unwrap_or("")).map_err(|e| format!("mode: {e}"))?;
         let ipt = self.iptables.clone().unwrap_or_default();
         let ipvs = self.ipvs.clone().unwrap_or_default();
         let nft = self.nftables.clone().unwrap_or_default();
@@ -158,7 +159,10 @@ impl KubeProxyConfiguration {
 
         let iptables_bit = masquerade_bit("iptables.masqueradeBit", ipt.masquerade_bit)?;
         let nftables_bit = masquerade_bit("nftables.masqueradeBit", nft.masquerade_bit)?;
-        let period = |p: Option<GoDuration>, default: Duration| p.map(|d| d.0).unwrap_or(default);
+        // Upstream's defaulting cannot tell an explicit 0s from unset.
+        let period = |p: Option<GoDuration>, default: Duration| {
+            p.map(|d| d.0).filter(|d| !d.is_zero()).unwrap_or(default)
+        };
         let (sync_period, min_sync_period, masquerade_bit, masquerade_all, prefix) = match mode {
             Mode::Iptables => (
                 period(ipt.sync_period, DEFAULT_SYNC_PERIOD),
@@ -187,13 +191,14 @@ impl KubeProxyConfiguration {
         }
         if min_sync_period > sync_period {
             return Err(format!(
-                "{prefix}.minSyncPeriod: {} must not exceed {prefix}.syncPeriod {}",
-                duration::format(min_sync_period),
-                duration::format(sync_period)
+                "{prefix}.syncPeriod: {} must be greater than or equal to {prefix}.minSyncPeriod ({})",
+                duration::format(sync_period),
+                duration::format(min_sync_period)
             ));
         }
 
-        let cluster_cidrs = parse_ip_list("clusterCIDR", self.cluster_cidr.as_deref().unwrap_or(""))?;
+        let cluster_cidrs =
+            parse_ip_list("clusterCIDR", self.cluster_cidr.as_deref().unwrap_or(""))?;
         if cluster_cidrs.len() > 2 {
             return Err("clusterCIDR: at most one IPv4 and one IPv6 CIDR are allowed".into());
         }
@@ -218,8 +223,18 @@ impl KubeProxyConfiguration {
             }
         }
 
-        let node_port_addresses = self.node_port_addresses.clone().unwrap_or_default();
+        let node_port_addresses = match (&self.node_port_addresses, mode) {
+            (Some(list), _) => list.clone(),
+            // nftables mode defaults to the node's primary IPs only.
+            (None, Mode::Nftables) => vec!["primary".to_string()],
+            (None, _) => Vec::new(),
+        };
         for (i, entry) in node_port_addresses.iter().enumerate() {
+            if entry == "primary" && node_port_addresses.len() > 1 {
+                return Err(format!(
+                    "nodePortAddresses[{i}]: can't use both 'primary' and CIDRs; use [primary] alone"
+                ));
+            }
             if entry != "primary" && entry.parse::<ipnet::IpNet>().is_err() {
                 return Err(format!(
                     "nodePortAddresses[{i}]: {entry:?} is neither a CIDR nor \"primary\"; write it like 192.168.0.0/24"

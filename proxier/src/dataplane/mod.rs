@@ -56,8 +56,11 @@ pub struct ConntrackFlow {
 /// deletes flows whose reply source is no longer a serving endpoint).
 pub trait Conntrack {
     /// Every entry of `family` and `protocol`.
-    fn list_flows(&mut self, family: crate::k8s::IpFamily, protocol: Protocol)
-        -> Result<Vec<ConntrackFlow>, DataplaneError>;
+    fn list_flows(
+        &mut self,
+        family: crate::k8s::IpFamily,
+        protocol: Protocol,
+    ) -> Result<Vec<ConntrackFlow>, DataplaneError>;
     /// Deletes these entries (by original and reply tuple); returns how many
     /// existed.
     fn delete_flows(&mut self, flows: &[ConntrackFlow]) -> Result<usize, DataplaneError>;

@@ -17,13 +17,23 @@ use crate::k8s::{IpFamily, Protocol};
 
 const BUILTIN: &[(Table, &[&str])] = &[
     (Table::Raw, &["PREROUTING", "OUTPUT"]),
-    (Table::Mangle, &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]),
-    (Table::Nat, &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"]),
+    (
+        Table::Mangle,
+        &["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"],
+    ),
+    (
+        Table::Nat,
+        &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+    ),
     (Table::Filter, &["INPUT", "FORWARD", "OUTPUT"]),
 ];
 
 fn builtin(table: Table) -> &'static [&'static str] {
-    BUILTIN.iter().find(|(t, _)| *t == table).map(|(_, c)| *c).unwrap_or(&[])
+    BUILTIN
+        .iter()
+        .find(|(t, _)| *t == table)
+        .map(|(_, c)| *c)
+        .unwrap_or(&[])
 }
 
 fn parse_table(name: &str) -> Option<Table> {
@@ -32,11 +42,45 @@ fn parse_table(name: &str) -> Option<Table> {
         .find(|t| t.name() == name)
 }
 
+/// The chain a rule jumps or goes to, if any.
+fn jump_target(rule: &str) -> Option<&str> {
+    let mut words = rule.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "-j" || w == "-g" {
+            return words.next();
+        }
+    }
+    None
+}
+
+fn is_builtin_target(target: &str) -> bool {
+    matches!(
+        target,
+        "ACCEPT"
+            | "DROP"
+            | "RETURN"
+            | "REJECT"
+            | "DNAT"
+            | "SNAT"
+            | "MASQUERADE"
+            | "MARK"
+            | "CONNMARK"
+            | "LOG"
+            | "REDIRECT"
+            | "NOTRACK"
+            | "CT"
+            | "TRACE"
+    )
+}
+
 /// A fake `iptables` that remembers what it was told.
 #[derive(Debug, Clone)]
 pub struct RecordingIptables {
     family: IpFamily,
     random_fully: bool,
+    /// When false, restores are recorded but not applied (benches measure
+    /// the proxier, not this fake).
+    apply_restores: bool,
     tables: BTreeMap<Table, IndexMap<String, Vec<String>>>,
     /// Every payload passed to `restore_all`, in order.
     pub restores: Vec<String>,
@@ -59,11 +103,18 @@ impl RecordingIptables {
         RecordingIptables {
             family,
             random_fully: true,
+            apply_restores: true,
             tables,
             restores: Vec::new(),
             ensured_rules: Vec::new(),
             ensured_chains: Vec::new(),
         }
+    }
+
+    /// Records payloads without applying them to the table model.
+    pub fn payload_only(mut self) -> Self {
+        self.apply_restores = false;
+        self
     }
 
     /// Pretends the host's iptables lacks `--random-fully`.
@@ -96,7 +147,8 @@ impl RecordingIptables {
                 continue;
             }
             if let Some(name) = line.strip_prefix('*') {
-                let table = parse_table(name).ok_or_else(|| fail(n, format!("unknown table {name:?}")))?;
+                let table =
+                    parse_table(name).ok_or_else(|| fail(n, format!("unknown table {name:?}")))?;
                 if !flags.noflush {
                     let t = tables.get_mut(&table).expect("all tables exist");
                     t.retain(|c, _| builtin(table).contains(&c.as_str()));
@@ -132,6 +184,25 @@ impl RecordingIptables {
         if current.is_some() {
             return Err(fail(payload.lines().count(), "missing COMMIT".into()));
         }
+        // Like the kernel, refuse a ruleset where a rule jumps to a chain
+        // that does not exist (e.g. one deleted by this payload).
+        for (table, chains) in &tables {
+            for (name, rules) in chains {
+                for rule in rules {
+                    if let Some(target) = jump_target(rule) {
+                        if !chains.contains_key(target) && !is_builtin_target(target) {
+                            return Err(DataplaneError {
+                                operation: "iptables-restore".into(),
+                                message: format!(
+                                    "rule in {table} chain {name} jumps to missing chain {target}"
+                                ),
+                                line: None,
+                            });
+                        }
+                    }
+                }
+            }
+        }
         self.tables = tables;
         Ok(())
     }
@@ -144,14 +215,22 @@ impl Iptables for RecordingIptables {
 
     fn restore_all(&mut self, payload: &str, flags: RestoreFlags) -> Result<(), DataplaneError> {
         self.restores.push(payload.to_string());
-        self.apply(payload, flags)
+        if self.apply_restores {
+            self.apply(payload, flags)
+        } else {
+            Ok(())
+        }
     }
 
     fn save(&mut self, table: Table) -> Result<String, DataplaneError> {
         let mut out = format!("*{}\n", table.name());
         let chains = &self.tables[&table];
         for name in chains.keys() {
-            let policy = if builtin(table).contains(&name.as_str()) { "ACCEPT" } else { "-" };
+            let policy = if builtin(table).contains(&name.as_str()) {
+                "ACCEPT"
+            } else {
+                "-"
+            };
             out.push_str(&format!(":{name} {policy} [0:0]\n"));
         }
         for (name, rules) in chains {
@@ -185,7 +264,12 @@ impl Iptables for RecordingIptables {
             .tables
             .get_mut(&table)
             .and_then(|t| t.get_mut(chain))
-            .ok_or_else(|| DataplaneError::new("iptables", format!("chain {chain} does not exist in table {table}")))?;
+            .ok_or_else(|| {
+                DataplaneError::new(
+                    "iptables",
+                    format!("chain {chain} does not exist in table {table}"),
+                )
+            })?;
         if rules.contains(&rule) {
             return Ok(true);
         }
@@ -193,7 +277,8 @@ impl Iptables for RecordingIptables {
             RulePosition::Prepend => rules.insert(0, rule.clone()),
             RulePosition::Append => rules.push(rule.clone()),
         }
-        self.ensured_rules.push((table, chain.to_string(), args.to_vec()));
+        self.ensured_rules
+            .push((table, chain.to_string(), args.to_vec()));
         Ok(false)
     }
 
@@ -210,7 +295,11 @@ pub struct RecordingConntrack {
 }
 
 impl Conntrack for RecordingConntrack {
-    fn list_flows(&mut self, family: IpFamily, protocol: Protocol) -> Result<Vec<ConntrackFlow>, DataplaneError> {
+    fn list_flows(
+        &mut self,
+        family: IpFamily,
+        protocol: Protocol,
+    ) -> Result<Vec<ConntrackFlow>, DataplaneError> {
         Ok(self
             .flows
             .iter()
@@ -227,27 +316,21 @@ impl Conntrack for RecordingConntrack {
     }
 }
 
-/// A fake nfacct; `available: false` makes every `ensure` fail like a kernel
-/// without `nfnetlink_acct`.
-#[derive(Debug, Clone)]
+/// A fake nfacct. Counters named in `unavailable` fail to be created, like
+/// a kernel without `nfnetlink_acct` (or one that refuses that counter).
+#[derive(Debug, Clone, Default)]
 pub struct RecordingNfacct {
-    pub available: bool,
+    pub unavailable: Vec<String>,
     pub counters: Vec<String>,
-}
-
-impl Default for RecordingNfacct {
-    fn default() -> Self {
-        RecordingNfacct {
-            available: true,
-            counters: Vec::new(),
-        }
-    }
 }
 
 impl Nfacct for RecordingNfacct {
     fn ensure(&mut self, name: &str) -> Result<(), DataplaneError> {
-        if !self.available {
-            return Err(DataplaneError::new("nfacct", "nfnetlink_acct is not available"));
+        if self.unavailable.iter().any(|u| u == name) {
+            return Err(DataplaneError::new(
+                "nfacct",
+                format!("cannot create counter {name}"),
+            ));
         }
         if !self.counters.iter().any(|c| c == name) {
             self.counters.push(name.to_string());
@@ -283,24 +366,46 @@ mod tests {
     #[test]
     fn noflush_restore_keeps_unnamed_chains_and_is_atomic() {
         let mut ipt = RecordingIptables::new(IpFamily::V4);
-        ipt.restore_all("*nat\n:KUBE-A - [0:0]\n:KUBE-B - [0:0]\n-A KUBE-A -j KUBE-B\nCOMMIT\n", RestoreFlags::KUBE_PROXY)
-            .unwrap();
-        ipt.restore_all("*nat\n:KUBE-B - [0:0]\n-A KUBE-B -j RETURN\nCOMMIT\n", RestoreFlags::KUBE_PROXY)
-            .unwrap();
+        ipt.restore_all(
+            "*nat\n:KUBE-A - [0:0]\n:KUBE-B - [0:0]\n-A KUBE-A -j KUBE-B\nCOMMIT\n",
+            RestoreFlags::KUBE_PROXY,
+        )
+        .unwrap();
+        ipt.restore_all(
+            "*nat\n:KUBE-B - [0:0]\n-A KUBE-B -j RETURN\nCOMMIT\n",
+            RestoreFlags::KUBE_PROXY,
+        )
+        .unwrap();
         assert_eq!(ipt.rules(Table::Nat, "KUBE-A").unwrap(), ["-j KUBE-B"]);
         assert_eq!(ipt.rules(Table::Nat, "KUBE-B").unwrap(), ["-j RETURN"]);
         // A failing payload changes nothing.
         let err = ipt
-            .restore_all("*nat\n:KUBE-A - [0:0]\n-A KUBE-C -j RETURN\nCOMMIT\n", RestoreFlags::KUBE_PROXY)
+            .restore_all(
+                "*nat\n:KUBE-A - [0:0]\n-A KUBE-C -j RETURN\nCOMMIT\n",
+                RestoreFlags::KUBE_PROXY,
+            )
             .unwrap_err();
         assert_eq!(err.line, Some(3));
         assert_eq!(ipt.rules(Table::Nat, "KUBE-A").unwrap(), ["-j KUBE-B"]);
+        // Deleting a chain that is still jumped to is refused as a whole.
+        let err = ipt
+            .restore_all(
+                "*nat\n:KUBE-B - [0:0]\n-X KUBE-B\nCOMMIT\n",
+                RestoreFlags::KUBE_PROXY,
+            )
+            .unwrap_err();
+        assert!(err.message.contains("missing chain KUBE-B"), "{err}");
+        assert!(ipt.rules(Table::Nat, "KUBE-B").is_some());
     }
 
     #[test]
     fn save_lists_declared_chains() {
         let mut ipt = RecordingIptables::new(IpFamily::V4);
-        ipt.restore_all("*filter\n:KUBE-X - [0:0]\nCOMMIT\n", RestoreFlags::KUBE_PROXY).unwrap();
+        ipt.restore_all(
+            "*filter\n:KUBE-X - [0:0]\nCOMMIT\n",
+            RestoreFlags::KUBE_PROXY,
+        )
+        .unwrap();
         let save = ipt.save(Table::Filter).unwrap();
         assert_eq!(
             super::super::iptables::chains_in_save(&save),

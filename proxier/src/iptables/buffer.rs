@@ -15,10 +15,6 @@ pub struct LineBuffer {
 }
 
 impl LineBuffer {
-    pub fn new() -> Self {
-        LineBuffer::default()
-    }
-
     /// A buffer that only counts.
     pub fn discarding() -> Self {
         LineBuffer {
@@ -27,20 +23,13 @@ impl LineBuffer {
         }
     }
 
-    /// Appends one line (without its newline).
-    pub fn line(&mut self, line: &str) {
-        self.lines += 1;
-        if !self.discard {
-            self.text.push_str(line);
-            self.text.push('\n');
-        }
-    }
-
     /// Appends one line built from format arguments.
     pub fn line_fmt(&mut self, args: std::fmt::Arguments<'_>) {
         self.lines += 1;
         if !self.discard {
-            self.text.write_fmt(args).expect("writing to a String cannot fail");
+            self.text
+                .write_fmt(args)
+                .expect("writing to a String cannot fail");
             self.text.push('\n');
         }
     }
@@ -56,11 +45,6 @@ impl LineBuffer {
 
     pub fn text(&self) -> &str {
         &self.text
-    }
-
-    pub fn clear(&mut self) {
-        self.text.clear();
-        self.lines = 0;
     }
 }
 
@@ -83,7 +67,7 @@ mod tests {
         line!(b, "-A {} -j {}", "KUBE-SVC-X", "KUBE-SEP-Y");
         assert_eq!(b.lines(), 2);
         assert_eq!(b.text(), "");
-        let mut k = LineBuffer::new();
+        let mut k = LineBuffer::default();
         k.chain("KUBE-SVC-X");
         assert_eq!(k.text(), ":KUBE-SVC-X - [0:0]\n");
     }

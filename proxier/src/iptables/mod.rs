@@ -26,8 +26,8 @@ use crate::config::Config;
 use crate::dataplane::{chains_in_save, DataplaneError, Kernel, RestoreFlags, Table};
 use crate::k8s::{EndpointSlice, IpFamily, NamespacedName, Service};
 use crate::local_detect::LocalDetector;
-use crate::nodeport_addresses::NodePortAddresses;
 use crate::node::NodeInfo;
+use crate::nodeport_addresses::NodePortAddresses;
 use buffer::{line, LineBuffer};
 use names::*;
 
@@ -130,10 +130,13 @@ impl Proxier {
                 kernel.sysctl().set(SYSCTL_ROUTE_LOCALNET, 1)?;
             }
         }
-        let conntrack_tcp_liberal = matches!(kernel.sysctl().get(SYSCTL_TCP_BE_LIBERAL), Ok(v) if v != 0);
+        let conntrack_tcp_liberal =
+            matches!(kernel.sysctl().get(SYSCTL_TCP_BE_LIBERAL), Ok(v) if v != 0);
         // The canary chains upstream's iptables monitor creates and watches.
         for table in [Table::Mangle, Table::Nat, Table::Filter] {
-            kernel.iptables(family).ensure_chain(table, KUBE_PROXY_CANARY)?;
+            kernel
+                .iptables(family)
+                .ensure_chain(table, KUBE_PROXY_CANARY)?;
         }
         Ok(Proxier {
             family,
@@ -169,7 +172,11 @@ impl Proxier {
     }
 
     /// An EndpointSlice was added, updated or deleted (`None`).
-    pub fn on_endpoint_slice(&mut self, name: &NamespacedName, slice: Option<&EndpointSlice>) -> bool {
+    pub fn on_endpoint_slice(
+        &mut self,
+        name: &NamespacedName,
+        slice: Option<&EndpointSlice>,
+    ) -> bool {
         self.tracker.on_endpoint_slice(name, slice) && self.initialized()
     }
 
@@ -204,6 +211,13 @@ impl Proxier {
         self.need_full_sync = true;
     }
 
+    /// Sets when stale chains were last cleaned up. Upstream's tests poke
+    /// this field to exercise large-cluster mode's cleanup throttle; the
+    /// replay of those tests does the same.
+    pub fn set_last_cleanup(&mut self, at: Option<Timestamp>) {
+        self.last_cleanup = at;
+    }
+
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
     }
@@ -216,7 +230,11 @@ impl Proxier {
     fn probability(&mut self, n: usize) -> &str {
         while self.probabilities.len() <= n {
             let i = self.probabilities.len();
-            let p = if i == 0 { "<bad value>".to_string() } else { format!("{:.10}", 1.0 / i as f64) };
+            let p = if i == 0 {
+                "<bad value>".to_string()
+            } else {
+                format!("{:.10}", 1.0 / i as f64)
+            };
             self.probabilities.push(p);
         }
         &self.probabilities[n]
@@ -224,7 +242,11 @@ impl Proxier {
 
     /// One sync (upstream's `syncProxyRules`). Does nothing until
     /// [`initialized`](Self::initialized). On error the next sync is full.
-    pub fn sync(&mut self, now: Timestamp, kernel: &mut dyn Kernel) -> Result<SyncStats, DataplaneError> {
+    pub fn sync(
+        &mut self,
+        now: Timestamp,
+        kernel: &mut dyn Kernel,
+    ) -> Result<SyncStats, DataplaneError> {
         if !self.initialized() {
             return Ok(SyncStats::default());
         }
@@ -267,21 +289,45 @@ impl Proxier {
 
         let mut out = Payload::default();
         let mark = self.options.masquerade_mark.clone();
-        for chain in [KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS, KUBE_PROXY_FIREWALL] {
+        for chain in [
+            KUBE_SERVICES,
+            KUBE_EXTERNAL_SERVICES,
+            KUBE_FORWARD,
+            KUBE_NODEPORTS,
+            KUBE_PROXY_FIREWALL,
+        ] {
             out.filter_chains.chain(chain);
         }
-        for chain in [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ] {
+        for chain in [
+            KUBE_SERVICES,
+            KUBE_NODEPORTS,
+            KUBE_POSTROUTING,
+            KUBE_MARK_MASQ,
+        ] {
             out.nat_chains.chain(chain);
         }
-        line!(out.nat_rules, "-A {KUBE_POSTROUTING} -m mark ! --mark {mark}/{mark} -j RETURN");
+        line!(
+            out.nat_rules,
+            "-A {KUBE_POSTROUTING} -m mark ! --mark {mark}/{mark} -j RETURN"
+        );
         // Clear the mark so a re-traversing packet is not masqueraded twice.
-        line!(out.nat_rules, "-A {KUBE_POSTROUTING} -j MARK --xor-mark {mark}");
-        let random_fully = if kernel.iptables(self.family).has_random_fully() { " --random-fully" } else { "" };
+        line!(
+            out.nat_rules,
+            "-A {KUBE_POSTROUTING} -j MARK --xor-mark {mark}"
+        );
+        let random_fully = if kernel.iptables(self.family).has_random_fully() {
+            " --random-fully"
+        } else {
+            ""
+        };
         line!(
             out.nat_rules,
             "-A {KUBE_POSTROUTING} -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE{random_fully}"
         );
-        line!(out.nat_rules, "-A {KUBE_MARK_MASQ} -j MARK --or-mark {mark}");
+        line!(
+            out.nat_rules,
+            "-A {KUBE_MARK_MASQ} -j MARK --or-mark {mark}"
+        );
 
         let is_ipv6 = self.family == IpFamily::V6;
         if !is_ipv6 && self.options.localhost_node_ports {
@@ -307,7 +353,13 @@ impl Proxier {
         let ports: Vec<_> = self.tracker.service_ports().keys().cloned().collect();
         for name in &ports {
             let rewrite = full || changes.touches(&name.service);
-            self.write_service(name, rewrite, &mut out, &mut skipped, &mut active_nat_chains);
+            self.write_service(
+                name,
+                rewrite,
+                &mut out,
+                &mut skipped,
+                &mut active_nat_chains,
+            );
         }
 
         // Delete stale service chains. iptables-save is slow on big hosts, so
@@ -339,11 +391,14 @@ impl Proxier {
             // INVALID packets would otherwise reach the pod un-NATed and
             // reset the connection (issues 74839, 117924).
             let nfacct = if self.nfacct_counters[NFACCT_CT_STATE_INVALID_DROPPED] {
-                format!(" -m nfacct --nfacct-name  {NFACCT_CT_STATE_INVALID_DROPPED}")
+                format!(" -m nfacct --nfacct-name {NFACCT_CT_STATE_INVALID_DROPPED}")
             } else {
                 String::new()
             };
-            line!(out.filter_rules, "-A {KUBE_FORWARD} -m conntrack --ctstate INVALID{nfacct} -j DROP");
+            line!(
+                out.filter_rules,
+                "-A {KUBE_FORWARD} -m conntrack --ctstate INVALID{nfacct} -j DROP"
+            );
         }
         line!(
             out.filter_rules,
@@ -355,7 +410,9 @@ impl Proxier {
         );
 
         let payload = out.render();
-        kernel.iptables(self.family).restore_all(&payload, RestoreFlags::KUBE_PROXY)?;
+        kernel
+            .iptables(self.family)
+            .restore_all(&payload, RestoreFlags::KUBE_PROXY)?;
 
         if changes.conntrack_cleanup_required {
             crate::conntrack_cleanup::clean_stale_entries(&self.tracker, kernel.conntrack())?;
@@ -377,7 +434,8 @@ impl Proxier {
 
     /// The "must be the last rule" jump from KUBE-SERVICES to KUBE-NODEPORTS.
     fn write_nodeports_jump(&self, out: &mut Payload) {
-        const COMMENT: &str = "\"kubernetes service nodeports; NOTE: this must be the last rule in this chain\"";
+        const COMMENT: &str =
+            "\"kubernetes service nodeports; NOTE: this must be the last rule in this chain\"";
         let is_ipv6 = self.family == IpFamily::V6;
         if self.options.node_port_addresses.match_all() {
             // Localhost NodePorts never work on IPv6, and on IPv4 only with
@@ -395,7 +453,11 @@ impl Proxier {
             );
             return;
         }
-        for ip in self.options.node_port_addresses.node_ips(&self.node.interface_addresses) {
+        for ip in self
+            .options
+            .node_port_addresses
+            .node_ips(&self.node.interface_addresses)
+        {
             if ip.is_loopback() && (is_ipv6 || !self.options.localhost_node_ports) {
                 continue;
             }

@@ -88,7 +88,10 @@ mod tests {
     // Names that appear in upstream's own golden outputs.
     #[test]
     fn hashes_match_upstream_goldens() {
-        assert_eq!(ServiceChains::new("ns1/svc1:p80", "tcp").cluster, "KUBE-SVC-XPGD46QRK7WJZT7O");
+        assert_eq!(
+            ServiceChains::new("ns1/svc1:p80", "tcp").cluster,
+            "KUBE-SVC-XPGD46QRK7WJZT7O"
+        );
         assert_eq!(
             endpoint_chain("ns1/svc1:p80", "tcp", "10.180.0.1:80"),
             "KUBE-SEP-SXIVWICOYRO3J4NJ"

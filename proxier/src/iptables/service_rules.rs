@@ -59,7 +59,11 @@ impl Proxier {
         let uses_fw_chain = has_endpoints
             && !svc.load_balancer_vips.is_empty()
             && !svc.load_balancer_source_ranges.is_empty();
-        let lb_chain = if uses_fw_chain { chains.firewall.as_str() } else { external_chain };
+        let lb_chain = if uses_fw_chain {
+            chains.firewall.as_str()
+        } else {
+            external_chain
+        };
 
         let (internal_target, internal_comment, external_target, external_comment);
         if !has_endpoints {
@@ -70,9 +74,17 @@ impl Proxier {
         } else {
             let no_local = format!("\"{svc_name} has no local endpoints\"");
             internal_target = if has_internal { "" } else { "DROP" };
-            internal_comment = if has_internal { String::new() } else { no_local.clone() };
+            internal_comment = if has_internal {
+                String::new()
+            } else {
+                no_local.clone()
+            };
             external_target = if has_external { "" } else { "DROP" };
-            external_comment = if has_external { String::new() } else { no_local };
+            external_comment = if has_external {
+                String::new()
+            } else {
+                no_local
+            };
         }
 
         // Capture the cluster IP.
@@ -220,7 +232,10 @@ impl Proxier {
                 );
             }
             if has_external {
-                line!(target.nat_rules, "-A {external_chain} -j {external_policy_chain}");
+                line!(
+                    target.nat_rules,
+                    "-A {external_chain} -j {external_policy_chain}"
+                );
             }
         }
 
@@ -260,12 +275,26 @@ impl Proxier {
         if uses_cluster_chain {
             target.nat_chains.chain(&chains.cluster);
             active_nat_chains.insert(chains.cluster.clone());
-            self.write_service_to_endpoints(target, &svc_name, &svc, &chains.cluster, &cat.cluster, &sep);
+            self.write_service_to_endpoints(
+                target,
+                &svc_name,
+                &svc,
+                &chains.cluster,
+                &cat.cluster,
+                &sep,
+            );
         }
         if uses_local_chain {
             target.nat_chains.chain(&chains.local);
             active_nat_chains.insert(chains.local.clone());
-            self.write_service_to_endpoints(target, &svc_name, &svc, &chains.local, &cat.local, &sep);
+            self.write_service_to_endpoints(
+                target,
+                &svc_name,
+                &svc,
+                &chains.local,
+                &cat.local,
+                &sep,
+            );
         }
 
         // Per-endpoint chains.
@@ -274,7 +303,11 @@ impl Proxier {
             target.nat_chains.chain(&chain);
             active_nat_chains.insert(chain.clone());
             let comment = self.service_comment(&svc_name);
-            line!(target.nat_rules, "-A {chain}{comment} -s {} -j {KUBE_MARK_MASQ}", ep.ip);
+            line!(
+                target.nat_rules,
+                "-A {chain}{comment} -s {} -j {KUBE_MARK_MASQ}",
+                ep.ip
+            );
             let affinity = if svc.sticky_max_age_seconds().is_some() {
                 format!(" -m recent --name {chain} --set")
             } else {

@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::model::{EndpointSlice, Node, Service, ServiceCidr};
-use super::validate::{self, FieldError};
 use super::raw;
+use super::validate::{self, FieldError};
 
 /// Everything kube-proxy reads out of a set of manifests, in input order.
 #[derive(Debug, Clone, Default)]
@@ -71,8 +71,8 @@ pub fn load_str(source_name: &str, text: &str) -> Result<Manifests, LoadError> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         // JSON: one value (kubectl prints a single object or a List).
-        let value: serde_yaml::Value = serde_json::from_str(text)
-            .map_err(|e| syntax(format!("invalid JSON: {e}")))?;
+        let value: serde_yaml::Value =
+            serde_json::from_str(text).map_err(|e| syntax(format!("invalid JSON: {e}")))?;
         documents.push(value);
     } else {
         for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
@@ -126,7 +126,13 @@ fn add_object(
             .unwrap_or_default();
         let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty());
         for (i, item) in items.into_iter().enumerate() {
-            add_object(source_name, &format!("{at} items[{i}]"), item, item_kind, out)?;
+            add_object(
+                source_name,
+                &format!("{at} items[{i}]"),
+                item,
+                item_kind,
+                out,
+            )?;
         }
         return Ok(());
     }
@@ -190,11 +196,7 @@ fn typed<T: DeserializeOwned>(
 ) -> Result<T, LoadError> {
     serde_path_to_error::deserialize(value).map_err(|e| LoadError::Syntax {
         source_name: source_name.to_string(),
-        message: format!(
-            "{at}: {kind} {name}: {}: {}",
-            e.path(),
-            e.inner()
-        ),
+        message: format!("{at}: {kind} {name}: {}: {}", e.path(), e.inner()),
     })
 }
 
@@ -263,12 +265,16 @@ items:
     fn type_errors_name_file_object_and_path() {
         let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: b}\nspec: {ports: [{port: eighty}]}\n";
         let e = load_str("bad.yaml", text).unwrap_err().to_string();
-        assert!(e.starts_with("bad.yaml: document 1: Service b/a: spec.ports[0].port"), "{e}");
+        assert!(
+            e.starts_with("bad.yaml: document 1: Service b/a: spec.ports[0].port"),
+            "{e}"
+        );
     }
 
     #[test]
     fn field_errors_name_file() {
-        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {externalIPs: [nope]}\n";
+        let text =
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {externalIPs: [nope]}\n";
         let e = load_str("f.yaml", text).unwrap_err().to_string();
         assert_eq!(
             e,

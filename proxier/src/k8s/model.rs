@@ -148,6 +148,11 @@ pub struct Service {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub service_type: ServiceType,
+    /// Whether `spec.type` was written out. An API server always defaults
+    /// it, but upstream's helpers compare the literal field, so a Service
+    /// without a type (as upstream's own tests build them) is not "ClusterIP"
+    /// for the external-policy rules.
+    pub type_explicit: bool,
     pub cluster_ip: ClusterIp,
     pub ports: Vec<ServicePortSpec>,
     pub selector: Option<BTreeMap<String, String>>,

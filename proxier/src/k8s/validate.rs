@@ -45,7 +45,7 @@ impl Ctx {
     }
 
     fn ip(&self, field: String, text: &str) -> Result<IpAddr, FieldError> {
-        text.parse::<IpAddr>().map_err(|_| {
+        parse_ip_sloppy(text).ok_or_else(|| {
             self.err(
                 field,
                 format!("{text:?} is not an IP address; write it like 10.96.0.10 or fd00::10"),
@@ -54,7 +54,7 @@ impl Ctx {
     }
 
     fn cidr(&self, field: String, text: &str) -> Result<IpNet, FieldError> {
-        text.parse::<IpNet>().map(|n| n.trunc()).map_err(|_| {
+        parse_cidr_sloppy(text).ok_or_else(|| {
             self.err(
                 field,
                 format!("{text:?} is not a CIDR; write it like 10.0.0.0/8 or fd00::/64"),
@@ -85,6 +85,59 @@ impl Ctx {
             )),
         }
     }
+}
+
+/// Parses an IP the way kube-proxy does (`netutils.ParseIPSloppy`): IPv4
+/// octets may carry leading zeros, read as decimal (`010.1.1.1` is
+/// 10.1.1.1). Old API objects can still hold such values.
+pub fn parse_ip_sloppy(text: &str) -> Option<IpAddr> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let parts: Vec<&str> = text.split('.').collect();
+    if parts.len() != 4 {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    for (o, p) in octets.iter_mut().zip(&parts) {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *o = p
+            .trim_start_matches('0')
+            .parse::<u8>()
+            .or_else(|e| {
+                if p.bytes().all(|b| b == b'0') {
+                    Ok(0)
+                } else {
+                    Err(e)
+                }
+            })
+            .ok()?;
+    }
+    Some(IpAddr::from(octets))
+}
+
+/// Parses a CIDR like `netutils.ParseCIDRSloppy` and masks it to its
+/// network address (`10.1.2.3/8` → `10.0.0.0/8`).
+pub fn parse_cidr_sloppy(text: &str) -> Option<IpNet> {
+    let (ip, prefix) = text.split_once('/')?;
+    let ip = parse_ip_sloppy(ip)?;
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let prefix: u8 = prefix
+        .trim_start_matches('0')
+        .parse()
+        .or_else(|e| {
+            if prefix.bytes().all(|b| b == b'0') {
+                Ok(0)
+            } else {
+                Err(e)
+            }
+        })
+        .ok()?;
+    IpNet::new(ip, prefix).ok().map(|n| n.trunc())
 }
 
 fn namespace_of(meta: &raw::ObjectMeta) -> String {
@@ -175,7 +228,9 @@ pub fn service(raw: &raw::Service) -> Result<Service, FieldError> {
                 Some(t) => {
                     return Err(ctx.err(
                         "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
-                        format!("{t} is out of range; use 1-{MAX_AFFINITY_TIMEOUT_SECONDS} seconds"),
+                        format!(
+                            "{t} is out of range; use 1-{MAX_AFFINITY_TIMEOUT_SECONDS} seconds"
+                        ),
                     ))
                 }
             };
@@ -227,6 +282,7 @@ pub fn service(raw: &raw::Service) -> Result<Service, FieldError> {
         labels: raw.metadata.labels.clone(),
         annotations: raw.metadata.annotations.clone(),
         service_type,
+        type_explicit: spec.type_.as_deref().is_some_and(|t| !t.is_empty()),
         cluster_ip,
         ports,
         selector: spec.selector.clone(),
@@ -465,8 +521,9 @@ mod tests {
 
     #[test]
     fn bad_port_names_object_and_field() {
-        let e = svc("metadata: {name: a, namespace: ns1}\nspec: {ports: [{port: 80}, {port: 70000}]}")
-            .unwrap_err();
+        let e =
+            svc("metadata: {name: a, namespace: ns1}\nspec: {ports: [{port: 80}, {port: 70000}]}")
+                .unwrap_err();
         assert_eq!(e.object, "ns1/a");
         assert_eq!(e.field, "spec.ports[1].port");
         assert!(e.problem.contains("70000"), "{e}");
@@ -480,8 +537,10 @@ mod tests {
 
     #[test]
     fn source_ranges_are_trimmed_and_masked() {
-        let s = svc("metadata: {name: a}\nspec: {loadBalancerSourceRanges: [' 1.2.3.4/24 ', '5.6.7.8/32']}")
-            .unwrap();
+        let s = svc(
+            "metadata: {name: a}\nspec: {loadBalancerSourceRanges: [' 1.2.3.4/24 ', '5.6.7.8/32']}",
+        )
+        .unwrap();
         let got: Vec<String> = s
             .load_balancer_source_ranges
             .iter()
@@ -491,9 +550,25 @@ mod tests {
     }
 
     #[test]
+    fn leading_zeros_are_decimal_like_upstream() {
+        assert_eq!(
+            parse_ip_sloppy("172.30.0.041"),
+            Some("172.30.0.41".parse().unwrap())
+        );
+        assert_eq!(
+            parse_cidr_sloppy("203.0.113.000/025"),
+            Some("203.0.113.0/25".parse().unwrap())
+        );
+        assert_eq!(parse_ip_sloppy("1.2.3.256"), None);
+        assert_eq!(parse_ip_sloppy("1.2.3"), None);
+    }
+
+    #[test]
     fn headless_and_unset_cluster_ips() {
         assert_eq!(
-            svc("metadata: {name: a}\nspec: {clusterIP: None}").unwrap().cluster_ip,
+            svc("metadata: {name: a}\nspec: {clusterIP: None}")
+                .unwrap()
+                .cluster_ip,
             ClusterIp::Headless
         );
         assert_eq!(
