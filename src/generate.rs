@@ -43,8 +43,8 @@ pub fn service(i: usize, shape: &Shape, rng: &mut ChaCha8Rng) -> (Service, Endpo
     };
     let external = service_type != ServiceType::ClusterIp;
     let node_port = external.then(|| 30000 + (i % 2768) as u16);
-    let local = external && rng.next_u32() % 4 == 0;
-    let affinity = rng.next_u32() % 10 == 0;
+    let local = external && rng.next_u32().is_multiple_of(4);
+    let affinity = rng.next_u32().is_multiple_of(10);
     let service = Service {
         name: name.clone(),
         labels: BTreeMap::new(),

@@ -6,3 +6,4 @@
 
 pub mod generate;
 pub mod oneshot;
+pub mod simkernel;

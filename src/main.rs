@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use kpsim::oneshot::{render, RenderRequest};
 use proxier::config::{self, Config, Mode};
@@ -114,9 +114,7 @@ fn rules(args: RulesArgs) -> Result<()> {
     let out = render(&req)?;
     match args.format {
         Format::Restore => print!("{}", out.restore),
-        Format::Save => {
-            bail!("--format save needs the simulator's iptables-save printer (not wired yet)")
-        }
+        Format::Save => print!("{}", out.save),
     }
     Ok(())
 }

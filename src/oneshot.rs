@@ -3,7 +3,7 @@
 //! Resolves which node the rules are for (`--node`, else the config's
 //! `hostnameOverride`, else the only Node in the input) and its IPs
 //! (`--node-ip`, else the Node's `status.addresses`), builds the mode's
-//! proxier over a recording kernel, delivers every object as kube-proxy's
+//! proxier over a fresh simulated node, delivers every object as kube-proxy's
 //! informers would at start-up, runs one sync, and returns what was written.
 
 use std::net::IpAddr;
@@ -11,11 +11,13 @@ use std::net::IpAddr;
 use anyhow::{bail, Context, Result};
 use proxier::clock::Timestamp;
 use proxier::config::{Config, Mode};
-use proxier::dataplane::recording::RecordingKernel;
-use proxier::dataplane::{Iptables, Table};
+use proxier::dataplane::Iptables;
 use proxier::iptables::{Options, Proxier, SyncStats};
 use proxier::k8s::{IpFamily, Manifests};
 use proxier::node::NodeInfo;
+use sim::netfilter::Variant;
+
+use crate::simkernel::SimKernel;
 
 /// What the caller asked for.
 #[derive(Debug, Clone, Default)]
@@ -35,11 +37,8 @@ pub struct Rendered {
     pub family: IpFamily,
     /// The `iptables-restore` payload, exactly as the proxier wrote it.
     pub restore: String,
-    /// The jump rules the proxier ensured in built-in chains, as
-    /// `(table, chain, argv)`.
-    pub ensured: Vec<(Table, String, Vec<String>)>,
-    /// Chains the proxier created outside the payload, as `(table, chain)`.
-    pub ensured_chains: Vec<(Table, String)>,
+    /// The node's tables afterwards, as `iptables-save` lists them.
+    pub save: String,
     pub stats: SyncStats,
 }
 
@@ -88,7 +87,9 @@ pub fn render(req: &RenderRequest) -> Result<Rendered> {
         .family
         .or_else(|| node.ips.first().map(IpFamily::of))
         .unwrap_or(IpFamily::V4);
-    let mut kernel = RecordingKernel::default();
+    // A fresh simulated node: the payload must load into the simulator's
+    // iptables exactly as it would into a kernel.
+    let mut kernel = SimKernel::new(Variant::Nft);
     let options = Options::from_config(&req.config, family, &node);
     let mut proxier = Proxier::new(family, node.clone(), options, &mut kernel)
         .context("starting the iptables proxier")?;
@@ -107,23 +108,16 @@ pub fn render(req: &RenderRequest) -> Result<Rendered> {
         IpFamily::V4 => &kernel.iptables_v4,
         IpFamily::V6 => &kernel.iptables_v6,
     };
-    let restore = ipt
-        .last_restore()
-        .context("the proxier wrote no rules")?
-        .to_string();
-    let ensured = ipt
-        .ensured_rules
-        .iter()
-        .map(|(t, c, r)| (*t, c.clone(), r.clone()))
-        .collect();
-    let ensured_chains = ipt.ensured_chains.clone();
     debug_assert_eq!(ipt.family(), family);
+    let restore = ipt
+        .last_restore
+        .clone()
+        .context("the proxier wrote no rules")?;
     Ok(Rendered {
         node,
         family,
         restore,
-        ensured,
-        ensured_chains,
+        save: kernel.ruleset(family).save(),
         stats,
     })
 }

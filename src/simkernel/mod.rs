@@ -1,0 +1,64 @@
+//! A simulated node's kernel behind the proxier's dataplane traits.
+//!
+//! [`SimKernel`] implements [`proxier::dataplane::Kernel`] with the
+//! simulator's models, so the proxier writes into `sim` exactly what it
+//! would write into a real kernel. **Invariant:** this module translates; it
+//! never decides anything a kernel would not.
+
+mod iptables;
+
+pub use iptables::SimIptables;
+
+use proxier::dataplane::recording::{RecordingConntrack, RecordingNfacct, RecordingSysctl};
+use proxier::dataplane::{Conntrack, Iptables, Kernel, Nfacct, Sysctl};
+use proxier::k8s::IpFamily;
+use sim::netfilter::Variant;
+
+/// One simulated node's kernel interfaces.
+#[derive(Debug, Clone)]
+pub struct SimKernel {
+    pub iptables_v4: SimIptables,
+    pub iptables_v6: SimIptables,
+    pub conntrack: RecordingConntrack,
+    pub nfacct: RecordingNfacct,
+    pub sysctl: RecordingSysctl,
+}
+
+impl SimKernel {
+    /// A fresh node with the given iptables variant (`nft` like most
+    /// current distributions, or `legacy`).
+    pub fn new(variant: Variant) -> Self {
+        SimKernel {
+            iptables_v4: SimIptables::new(IpFamily::V4, variant),
+            iptables_v6: SimIptables::new(IpFamily::V6, variant),
+            conntrack: RecordingConntrack::default(),
+            nfacct: RecordingNfacct::default(),
+            sysctl: RecordingSysctl::default(),
+        }
+    }
+
+    pub fn ruleset(&self, family: IpFamily) -> &sim::netfilter::Ruleset {
+        match family {
+            IpFamily::V4 => &self.iptables_v4.ruleset,
+            IpFamily::V6 => &self.iptables_v6.ruleset,
+        }
+    }
+}
+
+impl Kernel for SimKernel {
+    fn iptables(&mut self, family: IpFamily) -> &mut dyn Iptables {
+        match family {
+            IpFamily::V4 => &mut self.iptables_v4,
+            IpFamily::V6 => &mut self.iptables_v6,
+        }
+    }
+    fn conntrack(&mut self) -> &mut dyn Conntrack {
+        &mut self.conntrack
+    }
+    fn nfacct(&mut self) -> &mut dyn Nfacct {
+        &mut self.nfacct
+    }
+    fn sysctl(&mut self) -> &mut dyn Sysctl {
+        &mut self.sysctl
+    }
+}
