@@ -11,5 +11,8 @@
 //!
 //! Modules:
 //! - [`netfilter`]: the iptables ruleset model (restore, save, query).
+//! - [`time`]: virtual time. [`rng`]: seeded random streams.
 
 pub mod netfilter;
+pub mod rng;
+pub mod time;
