@@ -1,4 +1,5 @@
 //! kpsim's integration tests: one binary, one module per feature.
 
+mod rules_snapshots;
 mod support;
 mod upstream_iptables;

@@ -28,7 +28,7 @@ fn replay(name: &str, f: &Fixture) -> Vec<String> {
             None => {}
             Some("now") => r
                 .proxier
-                .set_last_cleanup(Some(r.now.add(std::time::Duration::from_millis(1)))),
+                .set_last_cleanup(Some(r.now.plus(std::time::Duration::from_millis(1)))),
             Some(_) => r.proxier.set_last_cleanup(None),
         }
         let result = r.sync();

@@ -283,7 +283,7 @@ impl Replay {
     /// One sync at the current virtual time.
     pub fn sync(&mut self) -> Result<SyncStats, proxier::dataplane::DataplaneError> {
         // Upstream's syncs run a moment apart; keep virtual time moving.
-        self.now = self.now.add(Duration::from_millis(1));
+        self.now = self.now.plus(Duration::from_millis(1));
         self.proxier.sync(self.now, &mut self.kernel)
     }
 
