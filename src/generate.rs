@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use proxier::k8s::{
     AddressType, ClusterIp, Endpoint, EndpointPort, EndpointSlice, LoadBalancerIngress, Manifests,
-    NamespacedName, Protocol, Service, ServicePortSpec, ServiceType, SessionAffinity,
+    NamespacedName, Protocol, Service, ServicePortSpec, ServiceType, SessionAffinity, TargetPort,
     TrafficPolicy,
 };
 use rand_chacha::ChaCha8Rng;
@@ -57,6 +57,7 @@ pub fn service(i: usize, shape: &Shape, rng: &mut ChaCha8Rng) -> (Service, Endpo
             protocol: Protocol::Tcp,
             port: 80,
             node_port,
+            target_port: Some(TargetPort::Number(8080)),
         }],
         selector: None,
         external_ips: Vec::new(),

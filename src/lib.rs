@@ -6,4 +6,5 @@
 
 pub mod generate;
 pub mod oneshot;
+pub mod scenario;
 pub mod simkernel;

@@ -26,7 +26,7 @@ impl Timestamp {
         self.0.saturating_sub(earlier.0)
     }
 
-    pub fn add(self, d: Duration) -> Timestamp {
+    pub fn plus(self, d: Duration) -> Timestamp {
         Timestamp(self.0 + d)
     }
 }

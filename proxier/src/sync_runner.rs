@@ -105,7 +105,7 @@ impl SyncRunner {
 
     /// Starts the loop (upstream's `Loop`): arms the timer.
     pub fn start(&mut self, now: Timestamp) {
-        self.deadline = Some(now.add(self.max_interval));
+        self.deadline = Some(now.plus(self.max_interval));
     }
 
     /// Requests a run as soon as allowed (upstream's `Run`).
@@ -116,7 +116,7 @@ impl SyncRunner {
     /// Asks for a run no later than `interval` from now (upstream's
     /// `RetryAfter`); an earlier pending retry wins.
     pub fn retry_after(&mut self, now: Timestamp, interval: Duration) {
-        let t = now.add(interval);
+        let t = now.plus(interval);
         if self.retry_time.is_some_and(|r| r < t) {
             return;
         }
@@ -154,7 +154,7 @@ impl SyncRunner {
     /// The sync that `poll` asked for finished at `now`.
     pub fn ran(&mut self, now: Timestamp) {
         self.last_run = Some(now);
-        self.deadline = Some(now.add(self.max_interval));
+        self.deadline = Some(now.plus(self.max_interval));
     }
 
     fn try_run(&mut self, now: Timestamp) -> bool {
@@ -166,7 +166,7 @@ impl SyncRunner {
         let elapsed = self.last_run.map(|l| now.since(l)).unwrap_or(Duration::MAX);
         let next_possible = self.min_interval.saturating_sub(elapsed);
         let next_scheduled = self.deadline.map(|d| d.since(now)).unwrap_or(Duration::MAX);
-        self.deadline = Some(now.add(next_possible.min(next_scheduled)));
+        self.deadline = Some(now.plus(next_possible.min(next_scheduled)));
         false
     }
 
@@ -177,7 +177,7 @@ impl SyncRunner {
         let interval = retry.since(now);
         let remaining = self.deadline.map(|d| d.since(now)).unwrap_or(Duration::MAX);
         if interval < remaining {
-            self.deadline = Some(now.add(interval));
+            self.deadline = Some(now.plus(interval));
         }
     }
 }

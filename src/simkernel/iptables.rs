@@ -7,7 +7,9 @@
 
 use proxier::dataplane::{DataplaneError, Iptables, RestoreFlags, RulePosition, Table};
 use proxier::k8s::IpFamily;
-use sim::netfilter::{Family, RestoreMode, RestoreOptions, Rule, Ruleset, SaveOptions, TableId, Variant};
+use sim::netfilter::{
+    Family, RestoreMode, RestoreOptions, Rule, Ruleset, SaveOptions, TableId, Variant,
+};
 
 /// One family's simulated iptables.
 #[derive(Debug, Clone)]
@@ -32,7 +34,11 @@ fn table_id(table: Table) -> TableId {
 
 /// Quotes one argv word for an iptables-restore line.
 fn quote(word: &str) -> String {
-    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:!,+=[]".contains(c)) {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:!,+=[]".contains(c))
+    {
         word.to_string()
     } else {
         format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\""))
@@ -49,9 +55,22 @@ impl SimIptables {
         }
     }
 
-    fn restore_text(&mut self, op: &str, text: &str, mode: RestoreMode, counters: bool) -> Result<(), DataplaneError> {
+    fn restore_text(
+        &mut self,
+        op: &str,
+        text: &str,
+        mode: RestoreMode,
+        counters: bool,
+    ) -> Result<(), DataplaneError> {
         self.ruleset
-            .restore_with(text, &RestoreOptions { mode, counters, objects: None })
+            .restore_with(
+                text,
+                &RestoreOptions {
+                    mode,
+                    counters,
+                    objects: None,
+                },
+            )
             .map_err(|e| DataplaneError {
                 operation: op.to_string(),
                 message: e.kind.to_string(),
@@ -67,12 +86,19 @@ impl Iptables for SimIptables {
 
     fn restore_all(&mut self, payload: &str, flags: RestoreFlags) -> Result<(), DataplaneError> {
         self.last_restore = Some(payload.to_string());
-        let mode = if flags.noflush { RestoreMode::NoFlush } else { RestoreMode::Flush };
+        let mode = if flags.noflush {
+            RestoreMode::NoFlush
+        } else {
+            RestoreMode::Flush
+        };
         self.restore_text("iptables-restore", payload, mode, flags.counters)
     }
 
     fn save(&mut self, table: Table) -> Result<String, DataplaneError> {
-        Ok(self.ruleset.save_with(&SaveOptions { counters: false, table: Some(table_id(table)) }))
+        Ok(self.ruleset.save_with(&SaveOptions {
+            counters: false,
+            table: Some(table_id(table)),
+        }))
     }
 
     fn ensure_chain(&mut self, table: Table, chain: &str) -> Result<bool, DataplaneError> {
@@ -98,10 +124,11 @@ impl Iptables for SimIptables {
             .map_err(|e| DataplaneError::new("iptables -C", e.to_string()))?;
         let family = self.ruleset.family();
         let wanted_text = wanted.to_save_args(family);
-        let exists = self
-            .ruleset
-            .chain(id, chain)
-            .is_some_and(|c| c.rules().iter().any(|r| r.to_save_args(family) == wanted_text));
+        let exists = self.ruleset.chain(id, chain).is_some_and(|c| {
+            c.rules()
+                .iter()
+                .any(|r| r.to_save_args(family) == wanted_text)
+        });
         if exists {
             return Ok(true);
         }
@@ -127,11 +154,22 @@ mod tests {
     fn ensure_rule_is_idempotent_and_prepends() {
         let mut ipt = SimIptables::new(IpFamily::V4, Variant::Nft);
         ipt.ensure_chain(Table::Nat, "KUBE-SERVICES").unwrap();
-        let args: Vec<String> = ["-m", "comment", "--comment", "kubernetes service portals", "-j", "KUBE-SERVICES"]
-            .map(String::from)
-            .to_vec();
-        assert!(!ipt.ensure_rule(RulePosition::Prepend, Table::Nat, "PREROUTING", &args).unwrap());
-        assert!(ipt.ensure_rule(RulePosition::Prepend, Table::Nat, "PREROUTING", &args).unwrap());
+        let args: Vec<String> = [
+            "-m",
+            "comment",
+            "--comment",
+            "kubernetes service portals",
+            "-j",
+            "KUBE-SERVICES",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert!(!ipt
+            .ensure_rule(RulePosition::Prepend, Table::Nat, "PREROUTING", &args)
+            .unwrap());
+        assert!(ipt
+            .ensure_rule(RulePosition::Prepend, Table::Nat, "PREROUTING", &args)
+            .unwrap());
         let save = ipt.save(Table::Nat).unwrap();
         assert!(
             save.contains("-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n"),
@@ -144,7 +182,10 @@ mod tests {
     fn a_refused_payload_names_its_line() {
         let mut ipt = SimIptables::new(IpFamily::V4, Variant::Nft);
         let err = ipt
-            .restore_all("*nat\n:KUBE-X - [0:0]\n-A KUBE-X -m bogus -j RETURN\nCOMMIT\n", RestoreFlags::KUBE_PROXY)
+            .restore_all(
+                "*nat\n:KUBE-X - [0:0]\n-A KUBE-X -m bogus -j RETURN\nCOMMIT\n",
+                RestoreFlags::KUBE_PROXY,
+            )
             .unwrap_err();
         assert_eq!(err.line, Some(3));
     }

@@ -9,8 +9,10 @@ mod iptables;
 
 pub use iptables::SimIptables;
 
-use proxier::dataplane::recording::{RecordingConntrack, RecordingNfacct, RecordingSysctl};
-use proxier::dataplane::{Conntrack, Iptables, Kernel, Nfacct, Sysctl};
+use proxier::dataplane::recording::{
+    RecordingConntrack, RecordingNfacct, RecordingNftables, RecordingSysctl,
+};
+use proxier::dataplane::{Conntrack, Iptables, Kernel, Nfacct, Nftables, Sysctl};
 use proxier::k8s::IpFamily;
 use sim::netfilter::Variant;
 
@@ -19,6 +21,8 @@ use sim::netfilter::Variant;
 pub struct SimKernel {
     pub iptables_v4: SimIptables,
     pub iptables_v6: SimIptables,
+    /// Recorded until the simulator's nftables model is wired in.
+    pub nftables: RecordingNftables,
     pub conntrack: RecordingConntrack,
     pub nfacct: RecordingNfacct,
     pub sysctl: RecordingSysctl,
@@ -31,6 +35,7 @@ impl SimKernel {
         SimKernel {
             iptables_v4: SimIptables::new(IpFamily::V4, variant),
             iptables_v6: SimIptables::new(IpFamily::V6, variant),
+            nftables: RecordingNftables::default(),
             conntrack: RecordingConntrack::default(),
             nfacct: RecordingNfacct::default(),
             sysctl: RecordingSysctl::default(),
@@ -51,6 +56,9 @@ impl Kernel for SimKernel {
             IpFamily::V4 => &mut self.iptables_v4,
             IpFamily::V6 => &mut self.iptables_v6,
         }
+    }
+    fn nftables(&mut self) -> &mut dyn Nftables {
+        &mut self.nftables
     }
     fn conntrack(&mut self) -> &mut dyn Conntrack {
         &mut self.conntrack

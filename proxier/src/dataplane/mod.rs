@@ -1,7 +1,8 @@
 //! The seam between the proxier and a node's kernel.
 //!
 //! Each trait mirrors one kernel interface upstream kube-proxy uses
-//! ([`Iptables`] ↔ `iptables-restore`/`iptables-save`, [`Conntrack`] ↔
+//! ([`Iptables`] ↔ `iptables-restore`/`iptables-save`, [`Nftables`] ↔
+//! `nft -f`/`nft list`, [`Conntrack`] ↔
 //! conntrack flow deletion, [`Nfacct`] ↔ nfacct counters, [`Sysctl`] ↔
 //! `/proc/sys`). The proxier talks only to these traits; the simulator (root
 //! package) and the real-kernel backend implement them. Implementations must
@@ -10,9 +11,11 @@
 //! [`recording`] holds in-memory fakes for unit tests.
 
 mod iptables;
+mod nftables;
 pub mod recording;
 
 pub use iptables::{chains_in_save, Iptables, RestoreFlags, RulePosition, Table};
+pub use nftables::Nftables;
 
 use std::net::IpAddr;
 
@@ -84,6 +87,7 @@ pub trait Sysctl {
 pub trait Kernel {
     /// `iptables` for IPv4, `ip6tables` for IPv6.
     fn iptables(&mut self, family: crate::k8s::IpFamily) -> &mut dyn Iptables;
+    fn nftables(&mut self) -> &mut dyn Nftables;
     fn conntrack(&mut self) -> &mut dyn Conntrack;
     fn nfacct(&mut self) -> &mut dyn Nfacct;
     fn sysctl(&mut self) -> &mut dyn Sysctl;

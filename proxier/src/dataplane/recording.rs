@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use indexmap::IndexMap;
 
 use super::iptables::{Iptables, RestoreFlags, RulePosition, Table};
-use super::{Conntrack, ConntrackFlow, DataplaneError, Nfacct, Sysctl};
+use super::{Conntrack, ConntrackFlow, DataplaneError, Nfacct, Nftables, Sysctl};
 use crate::k8s::{IpFamily, Protocol};
 
 const BUILTIN: &[(Table, &[&str])] = &[
@@ -414,11 +414,45 @@ mod tests {
     }
 }
 
+/// A fake `nft`: records every transaction. It does not interpret them
+/// (the simulator's nftables model does); listings return what the test put
+/// in `tables`.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingNftables {
+    pub transactions: Vec<String>,
+    /// `(family, name) → listing` for `list_table`.
+    pub tables: BTreeMap<(String, String), String>,
+    /// Makes the next `run` fail with this message.
+    pub fail_next: Option<String>,
+}
+
+impl Nftables for RecordingNftables {
+    fn run(&mut self, transaction: &str) -> Result<(), DataplaneError> {
+        self.transactions.push(transaction.to_string());
+        match self.fail_next.take() {
+            Some(msg) => Err(DataplaneError::new("nft -f", msg)),
+            None => Ok(()),
+        }
+    }
+
+    fn list_table(&mut self, family: &str, table: &str) -> Result<Option<String>, DataplaneError> {
+        Ok(self
+            .tables
+            .get(&(family.to_string(), table.to_string()))
+            .cloned())
+    }
+
+    fn list_ruleset(&mut self) -> Result<String, DataplaneError> {
+        Ok(self.tables.values().cloned().collect())
+    }
+}
+
 /// Every fake together: a whole recording node.
 #[derive(Debug, Clone)]
 pub struct RecordingKernel {
     pub iptables_v4: RecordingIptables,
     pub iptables_v6: RecordingIptables,
+    pub nftables: RecordingNftables,
     pub conntrack: RecordingConntrack,
     pub nfacct: RecordingNfacct,
     pub sysctl: RecordingSysctl,
@@ -429,6 +463,7 @@ impl Default for RecordingKernel {
         RecordingKernel {
             iptables_v4: RecordingIptables::new(IpFamily::V4),
             iptables_v6: RecordingIptables::new(IpFamily::V6),
+            nftables: RecordingNftables::default(),
             conntrack: RecordingConntrack::default(),
             nfacct: RecordingNfacct::default(),
             sysctl: RecordingSysctl::default(),
@@ -442,6 +477,9 @@ impl super::Kernel for RecordingKernel {
             IpFamily::V4 => &mut self.iptables_v4,
             IpFamily::V6 => &mut self.iptables_v6,
         }
+    }
+    fn nftables(&mut self) -> &mut dyn Nftables {
+        &mut self.nftables
     }
     fn conntrack(&mut self) -> &mut dyn Conntrack {
         &mut self.conntrack

@@ -132,6 +132,15 @@ pub struct LoadBalancerIngress {
     pub ip_mode: Option<IpMode>,
 }
 
+/// `targetPort`: a number or the name of a container port. kube-proxy never
+/// reads it (slices carry resolved ports); the scenario runner's endpoint
+/// controller does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetPort {
+    Number(u16),
+    Name(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePortSpec {
     /// `""` when the port is unnamed (only allowed for single-port services).
@@ -140,6 +149,8 @@ pub struct ServicePortSpec {
     pub port: u16,
     /// `None` when unset or 0.
     pub node_port: Option<u16>,
+    /// `None` when unset (the API defaults it to `port`).
+    pub target_port: Option<TargetPort>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

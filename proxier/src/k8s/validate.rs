@@ -199,11 +199,29 @@ pub fn service(raw: &raw::Service) -> Result<Service, FieldError> {
             None | Some(0) => None,
             Some(n) => Some(ctx.port(at("nodePort"), n, false)?),
         };
+        let target_port = match &p.target_port {
+            None => None,
+            Some(serde_yaml::Value::Number(n)) => {
+                let n = n.as_i64().unwrap_or(-1);
+                Some(TargetPort::Number(ctx.port(at("targetPort"), n, false)?))
+            }
+            Some(serde_yaml::Value::String(s)) => match s.parse::<i64>() {
+                Ok(n) => Some(TargetPort::Number(ctx.port(at("targetPort"), n, false)?)),
+                Err(_) => Some(TargetPort::Name(s.clone())),
+            },
+            Some(other) => {
+                return Err(ctx.err(
+                    at("targetPort"),
+                    format!("{other:?} is neither a port number nor a port name"),
+                ))
+            }
+        };
         ports.push(ServicePortSpec {
             name: p.name.clone().unwrap_or_default(),
             protocol: ctx.protocol(at("protocol"), p.protocol.as_deref())?,
             port: ctx.port(at("port"), p.port, false)?,
             node_port,
+            target_port,
         });
     }
 
