@@ -16,7 +16,7 @@ mod jumps;
 pub mod names;
 mod service_rules;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -44,6 +44,15 @@ pub const NFACCT_LOCALHOST_NODEPORT_ACCEPTED: &str = "localhost_nps_accepted_pkt
 
 const SYSCTL_ROUTE_LOCALNET: &str = "net/ipv4/conf/all/route_localnet";
 const SYSCTL_TCP_BE_LIBERAL: &str = "net/netfilter/nf_conntrack_tcp_be_liberal";
+
+/// Upstream's `computeProbability(n)`: Go's `%0.10f` of 1/n (both round
+/// the exact binary value half-to-even).
+pub fn compute_probability(n: usize) -> String {
+    if n == 0 {
+        return "<bad value>".to_string();
+    }
+    format!("{:.10}", 1.0 / n as f64)
+}
 
 /// Settings fixed at start-up (upstream's `NewProxier` arguments).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,17 +235,17 @@ impl Proxier {
         &self.last_stats
     }
 
-    /// Upstream's `computeProbability(n)`: `%0.10f` of 1/n, cached.
-    fn probability(&mut self, n: usize) -> &str {
-        while self.probabilities.len() <= n {
-            let i = self.probabilities.len();
-            let p = if i == 0 {
-                "<bad value>".to_string()
-            } else {
-                format!("{:.10}", 1.0 / i as f64)
-            };
+    /// Makes `probability(n)` available for every `n <= max` (upstream
+    /// precomputes them too: formatting floats is slow).
+    fn precompute_probabilities(&mut self, max: usize) {
+        while self.probabilities.len() <= max {
+            let p = compute_probability(self.probabilities.len());
             self.probabilities.push(p);
         }
+    }
+
+    /// The `--probability` text for picking 1 of `n` endpoints.
+    fn probability(&self, n: usize) -> &str {
         &self.probabilities[n]
     }
 
@@ -348,19 +357,31 @@ impl Proxier {
             .sum();
         self.large_cluster_mode = total_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
 
-        let mut active_nat_chains: BTreeSet<String> = BTreeSet::new();
+        let max_endpoints = self
+            .tracker
+            .all_endpoints()
+            .values()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0);
+        self.precompute_probabilities(max_endpoints);
+
+        // Collected unsorted and sorted once: a set would compare strings on
+        // every insert, and this holds a name per endpoint.
+        let mut active_nat_chains: Vec<String> = Vec::new();
         let mut skipped = Payload::discarding();
-        let ports: Vec<_> = self.tracker.service_ports().keys().cloned().collect();
-        for name in &ports {
+        for (name, svc) in self.tracker.service_ports() {
             let rewrite = full || changes.touches(&name.service);
             self.write_service(
                 name,
+                svc,
                 rewrite,
                 &mut out,
                 &mut skipped,
                 &mut active_nat_chains,
             );
         }
+        active_nat_chains.sort_unstable();
 
         // Delete stale service chains. iptables-save is slow on big hosts, so
         // large clusters do it at most once per sync period.
@@ -372,7 +393,7 @@ impl Proxier {
             let save = kernel.iptables(self.family).save(Table::Nat)?;
             let mut stale: Vec<String> = chains_in_save(&save)
                 .into_iter()
-                .filter(|c| is_service_chain(c) && !active_nat_chains.contains(c))
+                .filter(|c| is_service_chain(c) && active_nat_chains.binary_search(c).is_err())
                 .collect();
             stale.sort();
             stale.dedup();
@@ -420,7 +441,7 @@ impl Proxier {
 
         Ok(SyncStats {
             full,
-            services: ports.len(),
+            services: self.tracker.service_ports().len(),
             endpoints: total_endpoints,
             filter_chains: out.filter_chains.lines(),
             filter_rules: out.filter_rules.lines(),

@@ -7,8 +7,6 @@
 //! discarding buffers so that counts stay right. Every format string here is
 //! upstream's, byte for byte.
 
-use std::collections::BTreeSet;
-
 use super::buffer::line;
 use super::names::*;
 use super::{Payload, Proxier, NFACCT_LOCALHOST_NODEPORT_ACCEPTED};
@@ -19,16 +17,16 @@ use crate::topology::categorize_endpoints;
 
 impl Proxier {
     pub(super) fn write_service(
-        &mut self,
+        &self,
         name: &ServicePortName,
+        svc: &ServicePort,
         rewrite: bool,
         out: &mut Payload,
         skipped: &mut Payload,
-        active_nat_chains: &mut BTreeSet<String>,
+        active_nat_chains: &mut Vec<String>,
     ) {
-        let svc = self.tracker.service_ports()[name].clone();
-        let endpoints = self.tracker.endpoints(name).to_vec();
-        let cat = categorize_endpoints(&endpoints, &svc, &self.node.labels);
+        let endpoints = self.tracker.endpoints(name);
+        let cat = categorize_endpoints(endpoints, svc, &self.node.labels);
 
         let proto = svc.protocol.lower();
         let svc_name = name.to_string();
@@ -201,7 +199,7 @@ impl Proxier {
         // External traffic dispatch.
         if uses_external_chain {
             target.nat_chains.chain(external_chain);
-            active_nat_chains.insert(external_chain.to_string());
+            active_nat_chains.push(external_chain.to_string());
             if !svc.external_policy_local {
                 // Endpoints may be on other nodes: masquerade.
                 line!(
@@ -243,7 +241,7 @@ impl Proxier {
         if uses_fw_chain {
             let fw = chains.firewall.as_str();
             target.nat_chains.chain(fw);
-            active_nat_chains.insert(fw.to_string());
+            active_nat_chains.push(fw.to_string());
             let node_ip = self.node_ip();
             let mut allow_from_node = false;
             for cidr in &svc.load_balancer_source_ranges {
@@ -274,7 +272,7 @@ impl Proxier {
         let sep = |ep: &Endpoint| endpoint_chain(&svc_name, proto, &ep.to_string());
         if uses_cluster_chain {
             target.nat_chains.chain(&chains.cluster);
-            active_nat_chains.insert(chains.cluster.clone());
+            active_nat_chains.push(chains.cluster.clone());
             self.write_service_to_endpoints(
                 target,
                 &svc_name,
@@ -286,7 +284,7 @@ impl Proxier {
         }
         if uses_local_chain {
             target.nat_chains.chain(&chains.local);
-            active_nat_chains.insert(chains.local.clone());
+            active_nat_chains.push(chains.local.clone());
             self.write_service_to_endpoints(
                 target,
                 &svc_name,
@@ -301,7 +299,7 @@ impl Proxier {
         for ep in &cat.all_reachable {
             let chain = sep(ep);
             target.nat_chains.chain(&chain);
-            active_nat_chains.insert(chain.clone());
+            active_nat_chains.push(chain.clone());
             let comment = self.service_comment(&svc_name);
             line!(
                 target.nat_rules,
@@ -331,7 +329,7 @@ impl Proxier {
 
     /// Affinity rules, then the probabilistic load-balancing rules.
     fn write_service_to_endpoints(
-        &mut self,
+        &self,
         target: &mut Payload,
         svc_name: &str,
         svc: &ServicePort,
@@ -353,7 +351,7 @@ impl Proxier {
         for (i, ep) in endpoints.iter().enumerate() {
             let comment = self.service_comment(&format!("\"{svc_name} -> {ep}\""));
             if i < n - 1 {
-                let p = self.probability(n - i).to_string();
+                let p = self.probability(n - i);
                 line!(
                     target.nat_rules,
                     "-A {chain}{comment} -m statistic --mode random --probability {p} -j {}",
