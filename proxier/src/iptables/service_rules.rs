@@ -276,7 +276,7 @@ impl Proxier {
             self.write_service_to_endpoints(
                 target,
                 &svc_name,
-                &svc,
+                svc,
                 &chains.cluster,
                 &cat.cluster,
                 &sep,
@@ -288,7 +288,7 @@ impl Proxier {
             self.write_service_to_endpoints(
                 target,
                 &svc_name,
-                &svc,
+                svc,
                 &chains.local,
                 &cat.local,
                 &sep,
