@@ -242,3 +242,85 @@ fn take_service<V>(
         .filter_map(|k| map.remove(&k).map(|v| (k, v)))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::load_str;
+
+    fn objects(yaml: &str) -> crate::k8s::Manifests {
+        load_str("test", yaml).unwrap()
+    }
+
+    const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: ns}\nspec: {clusterIP: 10.96.0.1, selector: {app: web}, ports: [{name: http, port: 80}]}\n";
+    const SLICE: &str = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1, namespace: ns, resourceVersion: '1', labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nendpoints: [{addresses: [10.0.0.1], nodeName: n1}]\nports: [{name: http, port: 8080}]\n";
+
+    #[test]
+    fn a_change_reverted_before_the_sync_changes_nothing() {
+        let m = objects(SVC);
+        let svc = &m.services[0];
+        let mut t = Tracker::new(IpFamily::V4, "n1");
+        t.on_service(&svc.name, Some(svc));
+        assert_eq!(t.apply().updated_services.len(), 1);
+        t.on_service(&svc.name, None);
+        t.on_service(&svc.name, Some(svc));
+        assert!(t.apply().updated_services.is_empty());
+    }
+
+    #[test]
+    fn fields_kube_proxy_ignores_are_no_ops() {
+        let m = objects(SVC);
+        let mut t = Tracker::new(IpFamily::V4, "n1");
+        t.on_service(&m.services[0].name, Some(&m.services[0]));
+        t.apply();
+        let edited = objects(&SVC.replace("{app: web}", "{app: web2}"));
+        t.on_service(&edited.services[0].name, Some(&edited.services[0]));
+        assert!(t.apply().updated_services.is_empty());
+        let ported = objects(&SVC.replace("port: 80", "port: 81"));
+        t.on_service(&ported.services[0].name, Some(&ported.services[0]));
+        assert_eq!(t.apply().updated_services.len(), 1);
+    }
+
+    #[test]
+    fn any_real_slice_update_marks_the_service_like_upstream() {
+        let mut t = Tracker::new(IpFamily::V4, "n1");
+        let m = objects(SLICE);
+        let slice = &m.endpoint_slices[0];
+        assert!(t.on_endpoint_slice(&slice.name, Some(slice)));
+        let r = t.apply();
+        assert!(r
+            .updated_endpoints
+            .contains(&NamespacedName::new("ns", "web")));
+        assert!(!r.conntrack_cleanup_required, "TCP only");
+        assert!(
+            t.endpoints(&ServicePortName {
+                service: NamespacedName::new("ns", "web"),
+                port: "http".into(),
+                protocol: Protocol::Tcp
+            })[0]
+                .is_local
+        );
+        // Redelivering the identical object is a no-op...
+        assert!(!t.on_endpoint_slice(&slice.name, Some(slice)));
+        // ...but a new resourceVersion with the same endpoints is a change.
+        let bumped = objects(&SLICE.replace("resourceVersion: '1'", "resourceVersion: '2'"));
+        assert!(t.on_endpoint_slice(&slice.name, Some(&bumped.endpoint_slices[0])));
+        assert_eq!(t.apply().updated_endpoints.len(), 1);
+    }
+
+    #[test]
+    fn slices_of_the_other_family_are_ignored() {
+        let mut t = Tracker::new(IpFamily::V6, "n1");
+        let m = objects(SLICE);
+        assert!(!t.on_endpoint_slice(&m.endpoint_slices[0].name, Some(&m.endpoint_slices[0])));
+        assert!(t.apply().updated_endpoints.is_empty());
+    }
+
+    #[test]
+    fn udp_slice_changes_require_conntrack_cleanup() {
+        let mut t = Tracker::new(IpFamily::V4, "n1");
+        let m = objects(&SLICE.replace("port: 8080}", "port: 53, protocol: UDP}"));
+        t.on_endpoint_slice(&m.endpoint_slices[0].name, Some(&m.endpoint_slices[0]));
+        assert!(t.apply().conntrack_cleanup_required);
+    }
+}

@@ -23,7 +23,12 @@ fn render_file(path: &Path) -> kpsim::oneshot::Rendered {
     } else {
         Config::default()
     };
-    render(&RenderRequest { config, manifests, ..RenderRequest::default() }).expect("renders")
+    render(&RenderRequest {
+        config,
+        manifests,
+        ..RenderRequest::default()
+    })
+    .expect("renders")
 }
 
 #[test]

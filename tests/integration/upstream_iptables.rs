@@ -262,3 +262,29 @@ fn sort_matches_upstreams_cases() {
         assert_eq!(got, case["output"].as_str().unwrap(), "{name}");
     }
 }
+
+/// `--probability` formatting, on upstream's `TestComputeProbability` cases.
+#[test]
+fn probability_formatting_matches_upstream() {
+    let f = load_value("test_compute_probability.yaml");
+    let cases = f["cases"].as_sequence().expect("cases");
+    assert!(cases.len() >= 5);
+    for case in cases {
+        let n = case["n"].as_u64().unwrap() as usize;
+        let want = case["probability"].as_str().unwrap();
+        assert_eq!(proxier::iptables::compute_probability(n), want, "n = {n}");
+    }
+    // Upstream also requires the values to fall strictly as n grows.
+    let parse = |n: usize| {
+        proxier::iptables::compute_probability(n)
+            .parse::<f64>()
+            .unwrap()
+    };
+    for n in 2..100_000 {
+        assert!(
+            parse(n) > parse(n + 1),
+            "probability({n}) <= probability({})",
+            n + 1
+        );
+    }
+}
