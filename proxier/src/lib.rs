@@ -22,6 +22,7 @@ pub mod k8s;
 pub mod local_detect;
 pub mod node;
 pub mod nodeport_addresses;
+pub mod provider;
 pub mod service_port;
 pub mod sync_runner;
 pub mod topology;

@@ -6,7 +6,9 @@
 //! EndpointSlices from pods; the runner executes the timeline on virtual
 //! time and the report says what happened and whether each expectation held.
 
+pub mod apiserver;
 pub mod controller;
+pub mod kube_proxy;
 pub mod plan;
 pub mod spec;
 

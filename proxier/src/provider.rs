@@ -1,0 +1,50 @@
+//! What every mode's proxier offers its host (upstream's `proxy.Provider`):
+//! watch-event handlers, the start-up "synced" signals, and the sync itself.
+//!
+//! The host (the scenario runner, or a real-node loop) owns the timing: it
+//! feeds events, asks a [`crate::sync_runner::SyncRunner`] when to sync, and
+//! passes the kernel and the current time into [`Provider::sync`].
+
+use std::collections::BTreeMap;
+
+use crate::clock::Timestamp;
+use crate::dataplane::{DataplaneError, Kernel};
+use crate::k8s::{EndpointSlice, NamespacedName, Service};
+
+/// The outcome of one sync, in terms common to every mode.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncSummary {
+    /// Whether every chain/object was rewritten (not a partial sync).
+    pub full: bool,
+    /// Service ports known at this sync.
+    pub services: usize,
+    /// Endpoints known at this sync.
+    pub endpoints: usize,
+    /// Rules (or rule lines) written to the kernel by this sync.
+    pub rules_written: usize,
+}
+
+pub trait Provider {
+    /// The mode's name (`iptables`, `ipvs`, `nftables`).
+    fn mode(&self) -> &'static str;
+    /// A Service was added/updated (`Some`) or deleted (`None`); returns
+    /// whether a sync is wanted.
+    fn on_service(&mut self, name: &NamespacedName, service: Option<&Service>) -> bool;
+    /// An EndpointSlice was added/updated or deleted; returns whether a sync
+    /// is wanted.
+    fn on_endpoint_slice(&mut self, name: &NamespacedName, slice: Option<&EndpointSlice>) -> bool;
+    /// This node's labels; returns whether a sync is wanted.
+    fn on_node_labels(&mut self, labels: BTreeMap<String, String>) -> bool;
+    /// The initial Service list has been delivered.
+    fn on_services_synced(&mut self);
+    /// The initial EndpointSlice list has been delivered.
+    fn on_endpoint_slices_synced(&mut self);
+    /// The next sync must rewrite everything.
+    fn force_full_sync(&mut self);
+    /// One sync; on error the next one is full.
+    fn sync(
+        &mut self,
+        now: Timestamp,
+        kernel: &mut dyn Kernel,
+    ) -> Result<SyncSummary, DataplaneError>;
+}

@@ -1,0 +1,128 @@
+//! One node's kube-proxy process during a run: a mode's proxier plus the
+//! bounded-frequency runner that decides when it syncs.
+//!
+//! Start-up follows upstream: the informers deliver every object, then the
+//! "synced" handlers run and the first sync happens at once, outside the
+//! runner. After that, a watch event that changes something asks the runner
+//! for a sync; the runner allows two back to back and then one per
+//! `minSyncPeriod`, and at least one per hour. A failed sync is retried
+//! after `syncPeriod` and makes the next one full. A restart throws this
+//! value away and starts a new one: the kernel keeps its rules, the process
+//! keeps nothing.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use proxier::clock::Timestamp;
+use proxier::config::{Config, Mode};
+use proxier::dataplane::Kernel;
+use proxier::iptables::{self, FULL_SYNC_PERIOD};
+use proxier::k8s::{EndpointSlice, IpFamily, NamespacedName, Service};
+use proxier::node::NodeInfo;
+use proxier::provider::{Provider, SyncSummary};
+use proxier::sync_runner::SyncRunner;
+
+/// Upstream's `burstSyncs`.
+const BURST_SYNCS: u32 = 2;
+
+/// A sync that happened, for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRecord {
+    pub at: Timestamp,
+    pub summary: Result<SyncSummary, String>,
+}
+
+pub struct KubeProxy {
+    proxier: Box<dyn Provider>,
+    runner: SyncRunner,
+    sync_period: Duration,
+    pub syncs: Vec<SyncRecord>,
+}
+
+impl KubeProxy {
+    /// Creates the mode's proxier on a node (which prepares the kernel:
+    /// sysctls, canary chains). Call [`start`](Self::start) next.
+    pub fn new(
+        config: &Config,
+        mode: Mode,
+        family: IpFamily,
+        node: NodeInfo,
+        kernel: &mut dyn Kernel,
+    ) -> Result<KubeProxy> {
+        let proxier: Box<dyn Provider> = match mode {
+            Mode::Iptables => {
+                let options = iptables::Options::from_config(config, family, &node);
+                Box::new(iptables::Proxier::new(family, node, options, kernel)?)
+            }
+            other => bail!("mode {} is not implemented yet", other.name()),
+        };
+        Ok(KubeProxy {
+            proxier,
+            runner: SyncRunner::new(config.min_sync_period, FULL_SYNC_PERIOD, BURST_SYNCS),
+            sync_period: config.sync_period,
+            syncs: Vec::new(),
+        })
+    }
+
+    /// The informers' initial lists arrive, the first sync runs at once
+    /// (upstream's `OnEndpointSlicesSynced` syncs directly, bypassing the
+    /// runner), and the runner's loop starts.
+    pub fn start(
+        &mut self,
+        services: &[Service],
+        slices: &[EndpointSlice],
+        now: Timestamp,
+        kernel: &mut dyn Kernel,
+    ) {
+        for s in services {
+            self.proxier.on_service(&s.name, Some(s));
+        }
+        for s in slices {
+            self.proxier.on_endpoint_slice(&s.name, Some(s));
+        }
+        self.proxier.on_services_synced();
+        self.proxier.on_endpoint_slices_synced();
+        self.sync_now(now, kernel);
+        self.runner.start(now);
+    }
+
+    pub fn on_service(&mut self, name: &NamespacedName, service: Option<&Service>) {
+        if self.proxier.on_service(name, service) {
+            self.runner.run();
+        }
+    }
+
+    pub fn on_endpoint_slice(&mut self, name: &NamespacedName, slice: Option<&EndpointSlice>) {
+        if self.proxier.on_endpoint_slice(name, slice) {
+            self.runner.run();
+        }
+    }
+
+    /// When this kube-proxy next wants to run, if ever.
+    pub fn next_wakeup(&self, now: Timestamp) -> Option<Timestamp> {
+        self.runner.next_wakeup(now)
+    }
+
+    /// Lets the runner act at `now`; syncs if it says so.
+    pub fn poll(&mut self, now: Timestamp, kernel: &mut dyn Kernel) {
+        if self.runner.poll(now) {
+            self.sync_now(now, kernel);
+            self.runner.ran(now);
+        }
+    }
+
+    fn sync_now(&mut self, now: Timestamp, kernel: &mut dyn Kernel) {
+        let result = self.proxier.sync(now, kernel);
+        if result.is_err() {
+            self.runner.retry_after(now, self.sync_period);
+        }
+        self.syncs.push(SyncRecord {
+            at: now,
+            summary: result.map_err(|e| e.to_string()),
+        });
+    }
+
+    pub fn mode(&self) -> &'static str {
+        self.proxier.mode()
+    }
+}
