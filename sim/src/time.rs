@@ -57,6 +57,11 @@ impl Sub<Instant> for Instant {
 impl fmt::Display for Instant {
     /// Seconds with millisecond precision, e.g. `12.500s`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:03}s", self.0 / 1_000_000_000, (self.0 / 1_000_000) % 1000)
+        write!(
+            f,
+            "{}.{:03}s",
+            self.0 / 1_000_000_000,
+            (self.0 / 1_000_000) % 1000
+        )
     }
 }

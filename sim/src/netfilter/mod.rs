@@ -20,11 +20,19 @@
 //! Module map: `quoting` (tokenizer and save quoting) → `script` (payload
 //! lines to commands) → `parse_rule` with `ext_match`/`match_values`/
 //! `ext_target` (rule options) → `apply` (restore semantics) → `validate` (commit-time checks);
-//! `ruleset` holds state and the query API; `save` prints.
+//! `ruleset` holds state and the query API; `save` prints. [`eval`] walks
+//! chains for a packet (`eval_match` decides matches, `eval_recent` holds
+//! the `recent` tables, `eval_choice` the random decisions and the
+//! explore-every-branch mode, `eval_trace` the rule-by-rule trace).
 
 mod addr;
 mod apply;
 mod error;
+pub mod eval;
+mod eval_choice;
+mod eval_match;
+mod eval_recent;
+mod eval_trace;
 mod ext_common;
 mod ext_match;
 mod ext_target;
