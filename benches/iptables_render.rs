@@ -20,8 +20,10 @@ fn kernel() -> RecordingKernel {
 }
 
 fn loaded_proxier(m: &Manifests, kernel: &mut RecordingKernel) -> Proxier {
-    let mut config = Config::default();
-    config.cluster_cidrs = vec!["10.128.0.0/9".parse().unwrap()];
+    let config = Config {
+        cluster_cidrs: vec!["10.128.0.0/9".parse().unwrap()],
+        ..Config::default()
+    };
     let node = NodeInfo::new("node-0", vec!["192.168.0.10".parse().unwrap()]);
     let options = Options::from_config(&config, IpFamily::V4, &node);
     let mut p = Proxier::new(IpFamily::V4, node, options, kernel).unwrap();

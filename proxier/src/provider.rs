@@ -47,4 +47,18 @@ pub trait Provider {
         now: Timestamp,
         kernel: &mut dyn Kernel,
     ) -> Result<SyncSummary, DataplaneError>;
+    /// When the mode next needs [`Provider::housekeeping`], if ever (IPVS:
+    /// its graceful-termination check, once a minute).
+    fn next_housekeeping(&self) -> Option<Timestamp> {
+        None
+    }
+    /// Periodic work outside syncs, due at [`Provider::next_housekeeping`];
+    /// returns the first failure.
+    fn housekeeping(
+        &mut self,
+        _now: Timestamp,
+        _kernel: &mut dyn Kernel,
+    ) -> Result<(), DataplaneError> {
+        Ok(())
+    }
 }

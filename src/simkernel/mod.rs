@@ -10,9 +10,12 @@ mod iptables;
 pub use iptables::SimIptables;
 
 use proxier::dataplane::recording::{
-    RecordingConntrack, RecordingNfacct, RecordingNftables, RecordingSysctl,
+    RecordingAddresses, RecordingConntrack, RecordingIpset, RecordingIpvs, RecordingNfacct,
+    RecordingNftables, RecordingSysctl,
 };
-use proxier::dataplane::{Conntrack, Iptables, Kernel, Nfacct, Nftables, Sysctl};
+use proxier::dataplane::{
+    Addresses, Conntrack, Ipset, Iptables, Ipvs, Kernel, Nfacct, Nftables, Sysctl,
+};
 use proxier::k8s::IpFamily;
 use sim::netfilter::Variant;
 
@@ -26,6 +29,10 @@ pub struct SimKernel {
     pub conntrack: RecordingConntrack,
     pub nfacct: RecordingNfacct,
     pub sysctl: RecordingSysctl,
+    /// Recorded until the simulator's IPVS model (sim/src/ipvs) is wired in.
+    pub ipvs: RecordingIpvs,
+    pub ipset: RecordingIpset,
+    pub addresses: RecordingAddresses,
 }
 
 impl SimKernel {
@@ -39,6 +46,9 @@ impl SimKernel {
             conntrack: RecordingConntrack::default(),
             nfacct: RecordingNfacct::default(),
             sysctl: RecordingSysctl::default(),
+            ipvs: RecordingIpvs::default(),
+            ipset: RecordingIpset::default(),
+            addresses: RecordingAddresses::default(),
         }
     }
 
@@ -68,5 +78,14 @@ impl Kernel for SimKernel {
     }
     fn sysctl(&mut self) -> &mut dyn Sysctl {
         &mut self.sysctl
+    }
+    fn ipvs(&mut self) -> &mut dyn Ipvs {
+        &mut self.ipvs
+    }
+    fn ipset(&mut self) -> &mut dyn Ipset {
+        &mut self.ipset
+    }
+    fn addresses(&mut self) -> &mut dyn Addresses {
+        &mut self.addresses
     }
 }

@@ -3,3 +3,5 @@
 mod rules_snapshots;
 mod support;
 mod upstream_iptables;
+mod upstream_ipvs;
+mod upstream_nftables;

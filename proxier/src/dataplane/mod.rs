@@ -4,17 +4,31 @@
 //! ([`Iptables`] ↔ `iptables-restore`/`iptables-save`, [`Nftables`] ↔
 //! `nft -f`/`nft list`, [`Conntrack`] ↔
 //! conntrack flow deletion, [`Nfacct`] ↔ nfacct counters, [`Sysctl`] ↔
-//! `/proc/sys`). The proxier talks only to these traits; the simulator (root
+//! `/proc/sys`, and for IPVS mode [`Ipvs`] ↔ the IPVS table over generic
+//! netlink, [`Ipset`] ↔ `ipset`, [`Addresses`] ↔ the `kube-ipvs0` dummy
+//! device and the node's local addresses). The proxier talks only to these traits; the simulator (root
 //! package) and the real-kernel backend implement them. Implementations must
 //! make a restore atomic: on error nothing of the payload is applied.
 //!
 //! [`recording`] holds in-memory fakes for unit tests.
 
+mod addresses;
+mod ipset;
 mod iptables;
+mod ipvs;
 mod nftables;
 pub mod recording;
 
+pub use addresses::{is_valid_for_set, Addresses};
+pub use ipset::{
+    hash_family, Entry as IpSetEntry, IpSetSpec, Ipset, SetType, DEFAULT_HASH_SIZE,
+    DEFAULT_MAX_ELEM, DEFAULT_PORT_RANGE,
+};
 pub use iptables::{chains_in_save, Iptables, RestoreFlags, RulePosition, Table};
+pub use ipvs::{
+    is_rs_graceful_termination_needed, join_host_port, Ipvs, RealServer, ServiceFlags,
+    VirtualServer, VirtualServerKey,
+};
 pub use nftables::Nftables;
 
 use std::net::IpAddr;
@@ -91,4 +105,10 @@ pub trait Kernel {
     fn conntrack(&mut self) -> &mut dyn Conntrack;
     fn nfacct(&mut self) -> &mut dyn Nfacct;
     fn sysctl(&mut self) -> &mut dyn Sysctl;
+    /// The IPVS table (shared by both families, like the kernel's).
+    fn ipvs(&mut self) -> &mut dyn Ipvs;
+    /// The ipsets (shared by both families; IPv6 sets carry their own names).
+    fn ipset(&mut self) -> &mut dyn Ipset;
+    /// Network devices and their addresses (`kube-ipvs0`, local addresses).
+    fn addresses(&mut self) -> &mut dyn Addresses;
 }

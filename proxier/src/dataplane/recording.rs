@@ -6,13 +6,27 @@
 //! the simulator. It still refuses what the kernel refuses that a proxier bug
 //! could cause — a rule in an undeclared chain, deleting a missing chain — so
 //! such bugs fail tests instead of passing silently.
+//!
+//! IPVS mode's fakes ([`RecordingIpvs`], [`RecordingIpset`],
+//! [`RecordingAddresses`]) keep state like upstream's `ipvstest`,
+//! `ipsettest` and `netlinktest` fakes, in the submodules of this one.
+
+mod addresses;
+mod ipset;
+mod ipvs;
+
+pub use addresses::RecordingAddresses;
+pub use ipset::RecordingIpset;
+pub use ipvs::RecordingIpvs;
 
 use std::collections::BTreeMap;
 
 use indexmap::IndexMap;
 
 use super::iptables::{Iptables, RestoreFlags, RulePosition, Table};
-use super::{Conntrack, ConntrackFlow, DataplaneError, Nfacct, Nftables, Sysctl};
+use super::{
+    Addresses, Conntrack, ConntrackFlow, DataplaneError, Ipset, Ipvs, Nfacct, Nftables, Sysctl,
+};
 use crate::k8s::{IpFamily, Protocol};
 
 const BUILTIN: &[(Table, &[&str])] = &[
@@ -456,6 +470,9 @@ pub struct RecordingKernel {
     pub conntrack: RecordingConntrack,
     pub nfacct: RecordingNfacct,
     pub sysctl: RecordingSysctl,
+    pub ipvs: RecordingIpvs,
+    pub ipset: RecordingIpset,
+    pub addresses: RecordingAddresses,
 }
 
 impl Default for RecordingKernel {
@@ -467,6 +484,9 @@ impl Default for RecordingKernel {
             conntrack: RecordingConntrack::default(),
             nfacct: RecordingNfacct::default(),
             sysctl: RecordingSysctl::default(),
+            ipvs: RecordingIpvs::default(),
+            ipset: RecordingIpset::default(),
+            addresses: RecordingAddresses::default(),
         }
     }
 }
@@ -489,5 +509,14 @@ impl super::Kernel for RecordingKernel {
     }
     fn sysctl(&mut self) -> &mut dyn Sysctl {
         &mut self.sysctl
+    }
+    fn ipvs(&mut self) -> &mut dyn Ipvs {
+        &mut self.ipvs
+    }
+    fn ipset(&mut self) -> &mut dyn Ipset {
+        &mut self.ipset
+    }
+    fn addresses(&mut self) -> &mut dyn Addresses {
+        &mut self.addresses
     }
 }

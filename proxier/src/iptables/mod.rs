@@ -11,8 +11,8 @@
 //! **Invariant:** the proxier only talks to the kernel through
 //! [`crate::dataplane::Kernel`], and never reads the wall clock.
 
-mod buffer;
-mod jumps;
+pub(crate) mod buffer;
+pub mod jumps;
 pub mod names;
 mod service_rules;
 

@@ -53,16 +53,10 @@ impl Ruleset {
     /// parse and check everything, apply to a copy, and keep the copy only
     /// if every command and the commit-time checks succeed.
     pub fn apply(&mut self, script: &str, now: Instant) -> Result<(), NftError> {
-        #[allow(clippy::disallowed_methods)]
-        let t0 = std::time::Instant::now();
         let commands = super::script::parse_script(script)?;
-        eprintln!("parse {:?}", t0.elapsed());
         let mut next = self.clone();
-        eprintln!("clone {:?}", t0.elapsed());
         next.expire(now);
-        eprintln!("expire {:?}", t0.elapsed());
         super::apply::apply(&mut next, commands, now)?;
-        eprintln!("apply {:?}", t0.elapsed());
         *self = next;
         Ok(())
     }

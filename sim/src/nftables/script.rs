@@ -10,7 +10,9 @@
 //! bodies (`type`, `flags`, `timeout`, `gc-interval`, `size`, `auto-merge`,
 //! `comment`, `elements = { … }`); element lists with `timeout`, `expires`,
 //! `comment` and `: value`. A table block expands as nft expands it:
-//! chains, then sets with their elements, then rules.
+//! chains, then sets with their elements, then rules. `destroy` (delete if
+//! present) is accepted although nft 1.0.6 lacks it (it arrived in 1.0.8),
+//! because newer knftables may emit it.
 //!
 //! Must never: skip a command or a clause it does not understand; `define`,
 //! `include`, `list` and other commands are refused with a hint.

@@ -46,7 +46,7 @@ pub(crate) fn validate(rs: &Ruleset, log: &TxLog) -> Result<(), NftError> {
                     g: &g,
                     log,
                     base: b,
-                    base_name: &g.chains[i].name,
+                    base_name: g.chains[i].name,
                     state: vec![Mark::Unseen; g.chains.len()],
                     path: Vec::new(),
                 };

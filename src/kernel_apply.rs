@@ -1,0 +1,275 @@
+//! `kpsim apply` and `kpsim cleanup`: the proxier against the real kernel.
+//!
+//! [`apply`] is [`crate::oneshot::render`] with the host (or a named network
+//! namespace) instead of a simulated node: it resolves the node the same way
+//! ([`resolve_node`]), builds the mode's proxier over a
+//! [`HostKernel`], delivers every object as kube-proxy's informers do at
+//! start-up, runs one full sync, and reports what was written and how long
+//! it took. [`cleanup`] is upstream's `kube-proxy --cleanup`.
+//!
+//! **Wall clock:** this is the one module that reads it, to say how long an
+//! apply took ([`wall_clock_now`]); nothing it measures feeds back into
+//! what is written.
+//!
+//! **Error contract:** [`ApplyError`] says whether the input, the mode or
+//! the kernel was the problem; a kernel refusal keeps the
+//! [`DataplaneError`] (with the payload line, when the tool named one).
+
+use std::time::{Duration, Instant};
+
+use proxier::clock::Timestamp;
+use proxier::config::Mode;
+use proxier::dataplane::DataplaneError;
+use proxier::k8s::IpFamily;
+use proxier::kernel::cleanup::{self as kcleanup, CleanupReport};
+use proxier::kernel::{Detection, HostKernel, KernelOptions, KernelWrite};
+use proxier::node::NodeInfo;
+use proxier::{iptables, nftables};
+
+use crate::oneshot::{resolve_node, RenderRequest};
+
+/// Why an apply or cleanup did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The manifests or flags do not say which node (see `resolve_node`).
+    #[error("{0}")]
+    Input(String),
+    /// The mode (or part of it) has no kernel backend yet.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The kernel (or a tool) refused or failed.
+    #[error("{during}: {error}")]
+    Kernel {
+        during: &'static str,
+        error: DataplaneError,
+    },
+}
+
+impl ApplyError {
+    /// The kernel's error, if that is what this is.
+    pub fn dataplane(&self) -> Option<&DataplaneError> {
+        match self {
+            ApplyError::Kernel { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+fn kernel(during: &'static str) -> impl FnOnce(DataplaneError) -> ApplyError {
+    move |error| ApplyError::Kernel { during, error }
+}
+
+/// What one apply did.
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    pub mode: Mode,
+    pub node: NodeInfo,
+    pub family: IpFamily,
+    pub netns: Option<String>,
+    /// The iptables variant and why it was chosen (iptables mode).
+    pub iptables: Option<Detection>,
+    pub full: bool,
+    pub services: usize,
+    pub endpoints: usize,
+    /// Every write, in order: restores, transactions, rule commands,
+    /// sysctls, nfacct counters.
+    pub writes: Vec<KernelWrite>,
+    /// Start of the proxier to the end of its first sync.
+    pub sync_time: Duration,
+    /// The whole apply, including iptables variant detection.
+    pub total_time: Duration,
+}
+
+impl ApplyReport {
+    /// A few lines for a terminal: what was written, and the time.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} mode, node {} ({}), {}{} services, {} endpoints\n",
+            self.mode.name(),
+            self.node.name,
+            self.family.api_name(),
+            match &self.netns {
+                Some(ns) => format!("netns {ns}, "),
+                None => String::new(),
+            },
+            self.services,
+            self.endpoints
+        );
+        if let Some(d) = &self.iptables {
+            s.push_str(&format!("{}: {}\n", d.variant, d.reason));
+        }
+        for w in &self.writes {
+            let size = w
+                .input
+                .as_ref()
+                .map(|i| format!(" <<< {} lines", i.lines().count()))
+                .unwrap_or_default();
+            let outcome = match &w.outcome {
+                Ok(()) => String::new(),
+                Err(e) => format!("  FAILED: {e}"),
+            };
+            s.push_str(&format!("  {}{size}{outcome}\n", w.command));
+        }
+        s.push_str(&format!(
+            "sync took {:.3} s ({:.3} s in all)\n",
+            self.sync_time.as_secs_f64(),
+            self.total_time.as_secs_f64()
+        ));
+        s
+    }
+}
+
+/// The wall clock, for reporting durations only.
+#[allow(clippy::disallowed_methods)] // kpsim apply reports how long it took; see the module doc.
+fn wall_clock_now() -> Instant {
+    Instant::now()
+}
+
+/// Runs `f` and returns what it returned and how long it took by the wall
+/// clock (for apply-speed measurements: `examples/apply_speed.rs`).
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = wall_clock_now();
+    let out = f();
+    (out, start.elapsed())
+}
+
+/// One full sync of `req`'s manifests into the kernel of `netns` (the
+/// caller's own namespace for `None`).
+pub fn apply(req: &RenderRequest, netns: Option<&str>) -> Result<ApplyReport, ApplyError> {
+    apply_with(
+        req,
+        &KernelOptions {
+            netns: netns.map(str::to_string),
+            ..KernelOptions::default()
+        },
+    )
+}
+
+/// [`apply`] with every kernel option (a forced iptables variant, the
+/// restore strategy).
+pub fn apply_with(req: &RenderRequest, options: &KernelOptions) -> Result<ApplyReport, ApplyError> {
+    let start = wall_clock_now();
+    let node = resolve_node(req).map_err(|e| ApplyError::Input(format!("{e:#}")))?;
+    let family = req
+        .family
+        .or_else(|| node.ips.first().map(IpFamily::of))
+        .unwrap_or(IpFamily::V4);
+    let mode = req.config.mode;
+    if mode == Mode::Ipvs {
+        return Err(ApplyError::Unsupported(
+            "mode ipvs has no kernel backend yet (IPVS, ipset and address handling are not implemented)".into(),
+        ));
+    }
+    let mut host = HostKernel::new(options.clone()).map_err(kernel("opening the kernel"))?;
+    host.take_writes();
+    let sync_start = wall_clock_now();
+    let (full, services, endpoints) = match mode {
+        Mode::Iptables => {
+            let opts = iptables::Options::from_config(&req.config, family, &node);
+            let mut p = iptables::Proxier::new(family, node.clone(), opts, &mut host)
+                .map_err(kernel("starting the iptables proxier"))?;
+            for svc in &req.manifests.services {
+                p.on_service(&svc.name, Some(svc));
+            }
+            for slice in &req.manifests.endpoint_slices {
+                p.on_endpoint_slice(&slice.name, Some(slice));
+            }
+            p.on_services_synced();
+            p.on_endpoint_slices_synced();
+            let stats = p
+                .sync(Timestamp::ZERO, &mut host)
+                .map_err(kernel("syncing rules"))?;
+            (stats.full, stats.services, stats.endpoints)
+        }
+        Mode::Nftables => {
+            let opts = nftables::Options::from_config(&req.config, family, &node);
+            let mut p = nftables::Proxier::new(family, node.clone(), opts);
+            for svc in &req.manifests.services {
+                p.on_service(&svc.name, Some(svc));
+            }
+            for slice in &req.manifests.endpoint_slices {
+                p.on_endpoint_slice(&slice.name, Some(slice));
+            }
+            p.on_services_synced();
+            p.on_endpoint_slices_synced();
+            let stats = p
+                .sync(Timestamp::ZERO, &mut host)
+                .map_err(kernel("syncing rules"))?;
+            (stats.full, stats.services, stats.endpoints)
+        }
+        Mode::Ipvs => unreachable!("refused above"),
+    };
+    let sync_time = sync_start.elapsed();
+    Ok(ApplyReport {
+        mode,
+        node,
+        family,
+        netns: options.netns.clone(),
+        iptables: (mode == Mode::Iptables).then(|| host.detection().clone()),
+        full,
+        services,
+        endpoints,
+        writes: host.take_writes(),
+        sync_time,
+        total_time: start.elapsed(),
+    })
+}
+
+/// What `kpsim cleanup` removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupScope {
+    /// Everything every mode leaves (`kube-proxy --cleanup`).
+    All,
+    /// One mode's leftovers.
+    Mode(Mode),
+}
+
+/// What a cleanup did.
+#[derive(Debug, Clone)]
+pub struct CleanupOutcome {
+    /// The iptables variant cleaned, and why (when iptables was cleaned).
+    pub iptables: Option<Detection>,
+    pub report: CleanupReport,
+    /// Parts of upstream's cleanup the kernel backend cannot do yet.
+    pub not_done: Vec<String>,
+}
+
+const IPVS_NOT_DONE: &str = "IPVS leftovers (virtual servers, ipsets, the kube-ipvs0 device and IPVS-mode chains) are not cleaned: the kernel backend has no IPVS yet";
+
+/// Upstream's `kube-proxy --cleanup` (for [`CleanupScope::All`]), or one
+/// mode's part of it, in `netns` (the caller's own namespace for `None`).
+/// Failures of single steps are in the outcome's report; the cleanup goes
+/// on after them, as upstream's does.
+pub fn cleanup(scope: CleanupScope, netns: Option<&str>) -> Result<CleanupOutcome, ApplyError> {
+    let (iptables, nft, ipvs) = match scope {
+        CleanupScope::All => (true, true, true),
+        CleanupScope::Mode(Mode::Iptables) => (true, false, false),
+        CleanupScope::Mode(Mode::Nftables) => (false, true, false),
+        CleanupScope::Mode(Mode::Ipvs) => {
+            return Err(ApplyError::Unsupported(IPVS_NOT_DONE.into()));
+        }
+    };
+    let mut host = HostKernel::new(KernelOptions {
+        netns: netns.map(str::to_string),
+        ..KernelOptions::default()
+    })
+    .map_err(kernel("opening the kernel"))?;
+    let mut report = CleanupReport::default();
+    if iptables {
+        for family in [IpFamily::V4, IpFamily::V6] {
+            kcleanup::iptables_leftovers(host.kernel_iptables(family), &mut report);
+        }
+    }
+    if nft {
+        kcleanup::nftables_leftovers(&mut host.nftables, &mut report);
+    }
+    Ok(CleanupOutcome {
+        iptables: iptables.then(|| host.detection().clone()),
+        report,
+        not_done: if ipvs {
+            vec![IPVS_NOT_DONE.to_string()]
+        } else {
+            Vec::new()
+        },
+    })
+}
