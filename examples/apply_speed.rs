@@ -54,7 +54,13 @@ fn request(services: usize, mode: Mode) -> RenderRequest {
 }
 
 /// Runs `tool args < stdin` in `ns`; `None` if it was killed at `timeout`.
-fn run_with_timeout(ns: &OwnedNetns, tool: &str, args: &[&str], stdin: &str, timeout: Duration) -> Option<Duration> {
+fn run_with_timeout(
+    ns: &OwnedNetns,
+    tool: &str,
+    args: &[&str],
+    stdin: &str,
+    timeout: Duration,
+) -> Option<Duration> {
     let path = find_tool(tool).unwrap_or_else(|| panic!("{tool} is not installed"));
     let (result, took) = timed(|| {
         let mut child = Command::new("ip")
@@ -153,6 +159,8 @@ fn iptables_row(variant: IptablesVariant, services: usize, timeout: Duration) ->
         .rev()
         .find_map(|w| w.input.clone().filter(|i| i.starts_with("*filter")))
         .expect("a restore payload");
+    let save = variant.tool(IpFamily::V4, IptablesTool::Save);
+    let applied = kube_view(&ns.runner().check(&save, &[], None).unwrap());
     let second = apply_with(&req, &opts).unwrap_or_else(|e| panic!("re-apply: {e}"));
 
     let plain_ns = OwnedNetns::create_unique("kpsim-speed").unwrap();
@@ -167,14 +175,16 @@ fn iptables_row(variant: IptablesVariant, services: usize, timeout: Duration) ->
         IptablesVariant::Legacy => &["-w", "5", "-W", "100000"],
         IptablesVariant::Nft => &["-w", "5"],
     };
-    let args: Vec<&str> = wait.iter().copied().chain(["--noflush", "--counters"]).collect();
+    let args: Vec<&str> = wait
+        .iter()
+        .copied()
+        .chain(["--noflush", "--counters"])
+        .collect();
     let plain = run_with_timeout(&plain_ns, &restore, &args, &payload, timeout);
     let same = match plain {
         Some(_) => {
-            let save = variant.tool(IpFamily::V4, IptablesTool::Save);
-            let a = kube_view(&ns.runner().check(&save, &[], None).unwrap());
-            let b = kube_view(&plain_ns.runner().check(&save, &[], None).unwrap());
-            if a == b { "yes" } else { "NO" }.to_string()
+            let plain = kube_view(&plain_ns.runner().check(&save, &[], None).unwrap());
+            if applied == plain { "yes" } else { "NO" }.to_string()
         }
         None => "n/a".into(),
     };
@@ -183,7 +193,11 @@ fn iptables_row(variant: IptablesVariant, services: usize, timeout: Duration) ->
         mode: format!("iptables-{}", variant.name()),
         services,
         lines: payload.lines().count(),
-        apply: format!("{}{}", secs(first.total_time), if fast { " (merged)" } else { "" }),
+        apply: format!(
+            "{}{}",
+            secs(first.total_time),
+            if fast { " (merged)" } else { "" }
+        ),
         reapply: secs(second.total_time),
         plain: plain.map_or(format!("> {} s (killed)", timeout.as_secs()), secs),
         same,
@@ -226,15 +240,22 @@ fn nftables_row(services: usize, timeout: Duration) -> Row {
             ..KernelOptions::default()
         };
         let first = apply_with(&req, &opts).unwrap_or_else(|e| panic!("apply: {e}"));
-        let second = apply_with(&req, &opts).unwrap_or_else(|e| panic!("re-apply: {e}"));
-        row.apply = secs(first.total_time);
-        row.reapply = secs(second.total_time);
         let list = |ns: &OwnedNetns| {
             ns.runner()
                 .check("nft", &["list", "table", "ip", "kube-proxy"], None)
                 .unwrap()
         };
-        row.same = if list(&ns) == list(&plain_ns) { "yes" } else { "NO" }.into();
+        // Compared before the re-apply: a restarted proxier re-creates its
+        // base chains, which moves them in the listing.
+        row.same = if list(&ns) == list(&plain_ns) {
+            "yes"
+        } else {
+            "NO"
+        }
+        .into();
+        let second = apply_with(&req, &opts).unwrap_or_else(|e| panic!("re-apply: {e}"));
+        row.apply = secs(first.total_time);
+        row.reapply = secs(second.total_time);
     }
     row
 }
@@ -247,7 +268,12 @@ fn main() {
     while let Some(a) = args.next() {
         let value = args.next().unwrap_or_else(|| panic!("{a} needs a value"));
         match a.as_str() {
-            "--sizes" => sizes = value.split(',').map(|s| s.parse().expect("a number")).collect(),
+            "--sizes" => {
+                sizes = value
+                    .split(',')
+                    .map(|s| s.parse().expect("a number"))
+                    .collect()
+            }
             "--modes" => modes = value.split(',').map(str::to_string).collect(),
             "--timeout" => timeout = Duration::from_secs(value.parse().expect("seconds")),
             other => panic!("unknown flag {other}"),
@@ -259,7 +285,11 @@ fn main() {
         for &n in &sizes {
             let row = match mode.as_str() {
                 "nftables" => nftables_row(n, timeout),
-                v => iptables_row(IptablesVariant::parse(v).expect("legacy, nft or nftables"), n, timeout),
+                v => iptables_row(
+                    IptablesVariant::parse(v).expect("legacy, nft or nftables"),
+                    n,
+                    timeout,
+                ),
             };
             println!(
                 "| {} | {} | {} | {} | {} | {} | {} |",

@@ -11,13 +11,14 @@ use std::net::IpAddr;
 use anyhow::{bail, Context, Result};
 use proxier::clock::Timestamp;
 use proxier::config::{Config, Mode};
-use proxier::dataplane::Iptables;
 use proxier::iptables::{Options, Proxier, SyncStats};
 use proxier::k8s::{IpFamily, Manifests};
 use proxier::node::NodeInfo;
 use sim::netfilter::Variant;
 
-use crate::simkernel::SimKernel;
+use crate::simkernel::{KernelSide, SimKernel};
+use sim::node::Node;
+use sim::time::Instant;
 
 /// What the caller asked for.
 #[derive(Debug, Clone, Default)]
@@ -89,7 +90,9 @@ pub fn render(req: &RenderRequest) -> Result<Rendered> {
         .unwrap_or(IpFamily::V4);
     // A fresh simulated node: the payload must load into the simulator's
     // iptables exactly as it would into a kernel.
-    let mut kernel = SimKernel::new(Variant::Nft);
+    let mut sim_node = Node::new(&node.name, 0, Variant::Nft);
+    let mut side = KernelSide::default();
+    let mut kernel = SimKernel::new(&mut sim_node, &mut side, Instant::ZERO);
     let options = Options::from_config(&req.config, family, &node);
     let mut proxier = Proxier::new(family, node.clone(), options, &mut kernel)
         .context("starting the iptables proxier")?;
@@ -104,20 +107,19 @@ pub fn render(req: &RenderRequest) -> Result<Rendered> {
     let stats = proxier
         .sync(Timestamp::ZERO, &mut kernel)
         .context("syncing rules")?;
-    let ipt = match family {
-        IpFamily::V4 => &kernel.iptables_v4,
-        IpFamily::V6 => &kernel.iptables_v6,
-    };
-    debug_assert_eq!(ipt.family(), family);
-    let restore = ipt
-        .last_restore
-        .clone()
-        .context("the proxier wrote no rules")?;
+    let restore = side
+        .last_restore(family)
+        .context("the proxier wrote no rules")?
+        .to_string();
+    let save = sim_node.iptables_save(match family {
+        IpFamily::V4 => sim::netfilter::Family::Ipv4,
+        IpFamily::V6 => sim::netfilter::Family::Ipv6,
+    });
     Ok(Rendered {
         node,
         family,
         restore,
-        save: kernel.ruleset(family).save(),
+        save,
         stats,
     })
 }

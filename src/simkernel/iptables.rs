@@ -1,39 +1,23 @@
-//! The proxier's [`Iptables`] trait over the simulator's netfilter ruleset.
+//! The proxier's [`Iptables`] trait over a simulated node's rulesets.
 //!
-//! Restores go through `sim`'s iptables-restore parser (the same text the
-//! kernel would load, applied atomically); `ensure_chain`/`ensure_rule` are
-//! turned into one-line `--noflush` payloads, and an existing rule is found
-//! the way `iptables -C` finds it: by comparing normalised rules.
+//! Restores go through the node's iptables-restore (atomic, references to
+//! ipsets and nfacct counters checked like the kernel); `ensure_chain` and
+//! `ensure_rule` become one-line `--noflush` payloads, and an existing rule
+//! is found the way `iptables -C` finds it: by comparing normalised rules.
 
 use proxier::dataplane::{DataplaneError, Iptables, RestoreFlags, RulePosition, Table};
 use proxier::k8s::IpFamily;
-use sim::netfilter::{
-    Family, RestoreMode, RestoreOptions, Rule, Ruleset, SaveOptions, TableId, Variant,
-};
+use sim::netfilter::{RestoreMode, Rule, SaveOptions, TableId};
+use sim::node::NodeError;
 
-/// One family's simulated iptables.
-#[derive(Debug, Clone)]
-pub struct SimIptables {
-    family: IpFamily,
-    pub ruleset: Ruleset,
-    random_fully: bool,
-    /// The last payload given to `restore_all` (what `kpsim rules` prints).
-    pub last_restore: Option<String>,
-}
-
-fn sim_family(family: IpFamily) -> Family {
-    match family {
-        IpFamily::V4 => Family::Ipv4,
-        IpFamily::V6 => Family::Ipv6,
-    }
-}
+use super::{sim_family, SimKernel};
 
 fn table_id(table: Table) -> TableId {
     TableId::from_name(table.name()).expect("the four tables exist in the simulator")
 }
 
 /// Quotes one argv word for an iptables-restore line.
-fn quote(word: &str) -> String {
+pub(crate) fn quote(word: &str) -> String {
     if !word.is_empty()
         && word
             .chars()
@@ -45,68 +29,68 @@ fn quote(word: &str) -> String {
     }
 }
 
-impl SimIptables {
-    pub fn new(family: IpFamily, variant: Variant) -> Self {
-        SimIptables {
-            family,
-            ruleset: Ruleset::new(sim_family(family), variant),
-            random_fully: true,
-            last_restore: None,
-        }
+fn restore_error(op: &str, e: NodeError) -> DataplaneError {
+    match e {
+        NodeError::Restore { error, .. } => DataplaneError {
+            operation: op.to_string(),
+            message: error.kind.to_string(),
+            line: Some(error.line),
+        },
+        other => DataplaneError::new(op, other.to_string()),
     }
+}
 
+impl SimKernel<'_> {
     fn restore_text(
         &mut self,
         op: &str,
         text: &str,
         mode: RestoreMode,
-        counters: bool,
     ) -> Result<(), DataplaneError> {
-        self.ruleset
-            .restore_with(
-                text,
-                &RestoreOptions {
-                    mode,
-                    counters,
-                    objects: None,
-                },
-            )
-            .map_err(|e| DataplaneError {
-                operation: op.to_string(),
-                message: e.kind.to_string(),
-                line: Some(e.line),
-            })
+        self.node
+            .restore(sim_family(self.family), text, mode)
+            .map_err(|e| restore_error(op, e))
     }
 }
 
-impl Iptables for SimIptables {
+impl Iptables for SimKernel<'_> {
     fn family(&self) -> IpFamily {
         self.family
     }
 
     fn restore_all(&mut self, payload: &str, flags: RestoreFlags) -> Result<(), DataplaneError> {
-        self.last_restore = Some(payload.to_string());
+        let last = match self.family {
+            IpFamily::V4 => &mut self.side.last_restore_v4,
+            IpFamily::V6 => &mut self.side.last_restore_v6,
+        };
+        *last = Some(payload.to_string());
         let mode = if flags.noflush {
             RestoreMode::NoFlush
         } else {
             RestoreMode::Flush
         };
-        self.restore_text("iptables-restore", payload, mode, flags.counters)
+        self.restore_text("iptables-restore", payload, mode)
     }
 
     fn save(&mut self, table: Table) -> Result<String, DataplaneError> {
-        Ok(self.ruleset.save_with(&SaveOptions {
+        let opts = SaveOptions {
             counters: false,
             table: Some(table_id(table)),
-        }))
+        };
+        Ok(self.node.iptables(sim_family(self.family)).save_with(&opts))
     }
 
     fn ensure_chain(&mut self, table: Table, chain: &str) -> Result<bool, DataplaneError> {
-        if self.ruleset.chain(table_id(table), chain).is_some() {
+        if self
+            .node
+            .iptables(sim_family(self.family))
+            .chain(table_id(table), chain)
+            .is_some()
+        {
             return Ok(true);
         }
         let text = format!("*{}\n:{chain} - [0:0]\nCOMMIT\n", table.name());
-        self.restore_text("iptables -N", &text, RestoreMode::NoFlush, false)?;
+        self.restore_text("iptables -N", &text, RestoreMode::NoFlush)?;
         Ok(false)
     }
 
@@ -120,15 +104,14 @@ impl Iptables for SimIptables {
         let line: Vec<String> = args.iter().map(|a| quote(a)).collect();
         let line = line.join(" ");
         let id = table_id(table);
-        let wanted = Rule::parse(&line, id, self.ruleset.family(), self.ruleset.variant())
-            .map_err(|e| DataplaneError::new("iptables -C", e.to_string()))?;
-        let family = self.ruleset.family();
-        let wanted_text = wanted.to_save_args(family);
-        let exists = self.ruleset.chain(id, chain).is_some_and(|c| {
-            c.rules()
-                .iter()
-                .any(|r| r.to_save_args(family) == wanted_text)
-        });
+        let ruleset = self.node.iptables(sim_family(self.family));
+        let (family, variant) = (ruleset.family(), ruleset.variant());
+        let wanted = Rule::parse(&line, id, family, variant)
+            .map_err(|e| DataplaneError::new("iptables -C", e.to_string()))?
+            .to_save_args(family);
+        let exists = ruleset
+            .chain(id, chain)
+            .is_some_and(|c| c.rules().iter().any(|r| r.to_save_args(family) == wanted));
         if exists {
             return Ok(true);
         }
@@ -137,22 +120,30 @@ impl Iptables for SimIptables {
             RulePosition::Append => format!("-A {chain}"),
         };
         let text = format!("*{}\n{command} {line}\nCOMMIT\n", table.name());
-        self.restore_text("iptables", &text, RestoreMode::NoFlush, false)?;
+        self.restore_text("iptables", &text, RestoreMode::NoFlush)?;
         Ok(false)
     }
 
     fn has_random_fully(&self) -> bool {
-        self.random_fully
+        true
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simkernel::KernelSide;
+    use proxier::dataplane::Kernel;
+    use sim::netfilter::Variant;
+    use sim::node::Node;
+    use sim::time::Instant;
 
     #[test]
     fn ensure_rule_is_idempotent_and_prepends() {
-        let mut ipt = SimIptables::new(IpFamily::V4, Variant::Nft);
+        let mut node = Node::new("n", 1, Variant::Nft);
+        let mut side = KernelSide::default();
+        let mut k = SimKernel::new(&mut node, &mut side, Instant::ZERO);
+        let ipt = k.iptables(IpFamily::V4);
         ipt.ensure_chain(Table::Nat, "KUBE-SERVICES").unwrap();
         let args: Vec<String> = [
             "-m",
@@ -179,8 +170,11 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_payload_names_its_line() {
-        let mut ipt = SimIptables::new(IpFamily::V4, Variant::Nft);
+    fn a_refused_payload_names_its_line_and_changes_nothing() {
+        let mut node = Node::new("n", 1, Variant::Nft);
+        let mut side = KernelSide::default();
+        let mut k = SimKernel::new(&mut node, &mut side, Instant::ZERO);
+        let ipt = k.iptables(IpFamily::V4);
         let err = ipt
             .restore_all(
                 "*nat\n:KUBE-X - [0:0]\n-A KUBE-X -m bogus -j RETURN\nCOMMIT\n",
@@ -188,5 +182,6 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(err.line, Some(3));
+        assert!(!ipt.save(Table::Nat).unwrap().contains("KUBE-X"));
     }
 }

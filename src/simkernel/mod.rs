@@ -1,91 +1,196 @@
 //! A simulated node's kernel behind the proxier's dataplane traits.
 //!
-//! [`SimKernel`] implements [`proxier::dataplane::Kernel`] with the
-//! simulator's models, so the proxier writes into `sim` exactly what it
-//! would write into a real kernel. **Invariant:** this module translates; it
-//! never decides anything a kernel would not.
+//! [`SimKernel`] borrows one `sim::node::Node` and implements
+//! [`proxier::dataplane::Kernel`] over it: iptables restores go through the
+//! node's iptables-restore parser (the same text a kernel would load,
+//! applied atomically, with `-m set`/`-m nfacct` references checked against
+//! the node's objects), conntrack listing and deletion act on the node's
+//! table, nfacct and sysctls on the node. Interfaces the node does not model
+//! yet (nftables, IPVS, ipsets through the IPVS proxier, kube-ipvs0
+//! addresses) are served by recording fakes kept in [`KernelSide`].
+//!
+//! **Invariant:** this module translates; it never decides anything a
+//! kernel would not.
 
 mod iptables;
 
-pub use iptables::SimIptables;
-
 use proxier::dataplane::recording::{
-    RecordingAddresses, RecordingConntrack, RecordingIpset, RecordingIpvs, RecordingNfacct,
-    RecordingNftables, RecordingSysctl,
+    RecordingAddresses, RecordingIpset, RecordingIpvs, RecordingNftables,
 };
 use proxier::dataplane::{
-    Addresses, Conntrack, Ipset, Iptables, Ipvs, Kernel, Nfacct, Nftables, Sysctl,
+    Addresses, Conntrack, ConntrackFlow, DataplaneError, Ipset, Iptables, Ipvs, Kernel, Nfacct,
+    Nftables, Sysctl,
 };
-use proxier::k8s::IpFamily;
-use sim::netfilter::Variant;
+use proxier::k8s::{IpFamily, Protocol};
+use sim::netfilter::{Family, Protocol as SimProtocol};
+use sim::node::Node;
+use sim::time::Instant;
 
-/// One simulated node's kernel interfaces.
-#[derive(Debug, Clone)]
-pub struct SimKernel {
-    pub iptables_v4: SimIptables,
-    pub iptables_v6: SimIptables,
-    /// Recorded until the simulator's nftables model is wired in.
+/// What a node's "kernel" holds outside the simulated node: the last
+/// payload written per family (what `kpsim rules` prints) and fakes for the
+/// interfaces the node does not model yet.
+#[derive(Debug, Clone, Default)]
+pub struct KernelSide {
+    pub last_restore_v4: Option<String>,
+    pub last_restore_v6: Option<String>,
+    /// nfacct counters this node cannot create (a kernel without
+    /// `nfnetlink_acct`, or a host without the `nfacct` tool).
+    pub nfacct_unavailable: Vec<String>,
     pub nftables: RecordingNftables,
-    pub conntrack: RecordingConntrack,
-    pub nfacct: RecordingNfacct,
-    pub sysctl: RecordingSysctl,
-    /// Recorded until the simulator's IPVS model (sim/src/ipvs) is wired in.
     pub ipvs: RecordingIpvs,
     pub ipset: RecordingIpset,
     pub addresses: RecordingAddresses,
 }
 
-impl SimKernel {
-    /// A fresh node with the given iptables variant (`nft` like most
-    /// current distributions, or `legacy`).
-    pub fn new(variant: Variant) -> Self {
-        SimKernel {
-            iptables_v4: SimIptables::new(IpFamily::V4, variant),
-            iptables_v6: SimIptables::new(IpFamily::V6, variant),
-            nftables: RecordingNftables::default(),
-            conntrack: RecordingConntrack::default(),
-            nfacct: RecordingNfacct::default(),
-            sysctl: RecordingSysctl::default(),
-            ipvs: RecordingIpvs::default(),
-            ipset: RecordingIpset::default(),
-            addresses: RecordingAddresses::default(),
-        }
-    }
-
-    pub fn ruleset(&self, family: IpFamily) -> &sim::netfilter::Ruleset {
+impl KernelSide {
+    pub fn last_restore(&self, family: IpFamily) -> Option<&str> {
         match family {
-            IpFamily::V4 => &self.iptables_v4.ruleset,
-            IpFamily::V6 => &self.iptables_v6.ruleset,
+            IpFamily::V4 => self.last_restore_v4.as_deref(),
+            IpFamily::V6 => self.last_restore_v6.as_deref(),
         }
     }
 }
 
-impl Kernel for SimKernel {
-    fn iptables(&mut self, family: IpFamily) -> &mut dyn Iptables {
-        match family {
-            IpFamily::V4 => &mut self.iptables_v4,
-            IpFamily::V6 => &mut self.iptables_v6,
+/// A node's kernel as the proxier sees it, at virtual time `now`.
+pub struct SimKernel<'a> {
+    node: &'a mut Node,
+    side: &'a mut KernelSide,
+    now: Instant,
+    /// The family the last `iptables(family)` call selected.
+    family: IpFamily,
+}
+
+impl<'a> SimKernel<'a> {
+    pub fn new(node: &'a mut Node, side: &'a mut KernelSide, now: Instant) -> Self {
+        SimKernel {
+            node,
+            side,
+            now,
+            family: IpFamily::V4,
         }
     }
+}
+
+fn sim_family(family: IpFamily) -> Family {
+    match family {
+        IpFamily::V4 => Family::Ipv4,
+        IpFamily::V6 => Family::Ipv6,
+    }
+}
+
+fn sim_protocol(p: Protocol) -> SimProtocol {
+    match p {
+        Protocol::Tcp => SimProtocol::Tcp,
+        Protocol::Udp => SimProtocol::Udp,
+        Protocol::Sctp => SimProtocol::Sctp,
+    }
+}
+
+impl Kernel for SimKernel<'_> {
+    fn iptables(&mut self, family: IpFamily) -> &mut dyn Iptables {
+        self.family = family;
+        self
+    }
     fn nftables(&mut self) -> &mut dyn Nftables {
-        &mut self.nftables
+        &mut self.side.nftables
     }
     fn conntrack(&mut self) -> &mut dyn Conntrack {
-        &mut self.conntrack
+        self
     }
     fn nfacct(&mut self) -> &mut dyn Nfacct {
-        &mut self.nfacct
+        self
     }
     fn sysctl(&mut self) -> &mut dyn Sysctl {
-        &mut self.sysctl
+        self
     }
     fn ipvs(&mut self) -> &mut dyn Ipvs {
-        &mut self.ipvs
+        &mut self.side.ipvs
     }
     fn ipset(&mut self) -> &mut dyn Ipset {
-        &mut self.ipset
+        &mut self.side.ipset
     }
     fn addresses(&mut self) -> &mut dyn Addresses {
-        &mut self.addresses
+        &mut self.side.addresses
+    }
+}
+
+impl Conntrack for SimKernel<'_> {
+    fn list_flows(
+        &mut self,
+        family: IpFamily,
+        protocol: Protocol,
+    ) -> Result<Vec<ConntrackFlow>, DataplaneError> {
+        self.node.conntrack_mut().expire(self.now);
+        let proto = sim_protocol(protocol);
+        Ok(self
+            .node
+            .conntrack()
+            .entries()
+            .filter(|e| e.original().proto == proto && IpFamily::of(&e.original().dst) == family)
+            .map(|e| ConntrackFlow {
+                protocol,
+                orig_src: e.original().src,
+                orig_dst: e.original().dst,
+                orig_src_port: e.original().src_port,
+                orig_dst_port: e.original().dst_port,
+                reply_src: e.reply().src,
+                reply_src_port: e.reply().src_port,
+            })
+            .collect())
+    }
+
+    fn delete_flows(&mut self, flows: &[ConntrackFlow]) -> Result<usize, DataplaneError> {
+        let ids: Vec<u64> = self
+            .node
+            .conntrack()
+            .entries()
+            .filter(|e| {
+                let (o, r) = (e.original(), e.reply());
+                flows.iter().any(|f| {
+                    sim_protocol(f.protocol) == o.proto
+                        && (f.orig_src, f.orig_dst, f.orig_src_port, f.orig_dst_port)
+                            == (o.src, o.dst, o.src_port, o.dst_port)
+                        && (f.reply_src, f.reply_src_port) == (r.src, r.src_port)
+                })
+            })
+            .map(|e| e.id())
+            .collect();
+        let ct = self.node.conntrack_mut();
+        Ok(ids.into_iter().filter(|id| ct.delete_id(*id)).count())
+    }
+}
+
+impl Nfacct for SimKernel<'_> {
+    fn ensure(&mut self, name: &str) -> Result<(), DataplaneError> {
+        if self.side.nfacct_unavailable.iter().any(|n| n == name) {
+            return Err(DataplaneError::new(
+                "nfacct",
+                format!("cannot create counter {name}"),
+            ));
+        }
+        self.node.nfacct_add(name);
+        Ok(())
+    }
+}
+
+impl Sysctl for SimKernel<'_> {
+    fn get(&self, name: &str) -> Result<i64, DataplaneError> {
+        match name.replace('/', ".").as_str() {
+            "net.ipv4.conf.all.route_localnet" => Ok(i64::from(self.node.sysctls().route_localnet)),
+            "net.ipv4.ip_forward" => Ok(i64::from(self.node.sysctls().ip_forward)),
+            "net.netfilter.nf_conntrack_tcp_be_liberal" => {
+                Ok(i64::from(self.node.conntrack().config().tcp_be_liberal))
+            }
+            other => Err(DataplaneError::new(
+                "sysctl",
+                format!("{other}: not simulated"),
+            )),
+        }
+    }
+
+    fn set(&mut self, name: &str, value: i64) -> Result<(), DataplaneError> {
+        self.node
+            .set_sysctl(name, value)
+            .map_err(|e| DataplaneError::new("sysctl", e.to_string()))
     }
 }

@@ -28,7 +28,11 @@ fn options(ns: &OwnedNetns, variant: IptablesVariant) -> KernelOptions {
 
 fn save(ns: &OwnedNetns, variant: IptablesVariant, family: IpFamily) -> String {
     let tool = variant.tool(family, IptablesTool::Save);
-    normalize(&ns.runner().check(&tool, &[], None).expect("iptables-save runs"))
+    normalize(
+        &ns.runner()
+            .check(&tool, &[], None)
+            .expect("iptables-save runs"),
+    )
 }
 
 fn apply_in(ns: &OwnedNetns, req: &RenderRequest, variant: IptablesVariant) -> ApplyReport {
@@ -116,7 +120,9 @@ fn a_refused_restore_changes_nothing_and_names_the_line() {
             // payloads before it stopped; kpsim put it back.
             let writes = kernel.take_writes();
             let rolled_back = writes.iter().any(|w| {
-                w.input.as_deref().is_some_and(|i| i.starts_with("*filter\n") && w.outcome.is_ok())
+                w.input
+                    .as_deref()
+                    .is_some_and(|i| i.starts_with("*filter\n") && w.outcome.is_ok())
             });
             assert_eq!(rolled_back, i > 0, "{variant} case {i}: {writes:#?}");
             assert_eq!(
@@ -158,7 +164,12 @@ const FOREIGN: &str = "*filter\n:DOCKER - [0:0]\n-A DOCKER -d 172.17.0.2/32 -p t
 /// line too.
 #[test]
 fn the_nft_fast_path_reaches_the_plain_restores_state() {
-    if require("the_nft_fast_path_reaches_the_plain_restores_state", IPTABLES_TOOLS).is_none() {
+    if require(
+        "the_nft_fast_path_reaches_the_plain_restores_state",
+        IPTABLES_TOOLS,
+    )
+    .is_none()
+    {
         return;
     }
     let host = HostRules::capture();
@@ -181,9 +192,16 @@ fn the_nft_fast_path_reaches_the_plain_restores_state() {
         opts.restore_strategy = RestoreStrategy::Plain;
         let report = apply_with(&req, &opts).unwrap();
         assert!(report.writes.iter().all(|w| !w.command.contains("merged")));
-        let (a, b) = (save(&fast, variant, IpFamily::V4), save(&plain, variant, IpFamily::V4));
+        let (a, b) = (
+            save(&fast, variant, IpFamily::V4),
+            save(&plain, variant, IpFamily::V4),
+        );
         assert!(a.contains("-A FORWARD -j DOCKER") && a.contains("CNI-HOSTPORT"));
-        assert!(a == b, "{services} services: fast (+) vs plain (-):\n{}", diff(&b, &a));
+        assert!(
+            a == b,
+            "{services} services: fast (+) vs plain (-):\n{}",
+            diff(&b, &a)
+        );
     }
 
     // A refusal deep inside a big payload, on the fast path.

@@ -29,7 +29,11 @@ fn tables(save: &str) -> BTreeMap<String, Vec<String>> {
             out.get_mut(&current).unwrap().push(line.to_string());
         }
     }
-    out.retain(|_, lines| lines.iter().any(|l| l.starts_with("-A") || l.ends_with("- [0:0]")));
+    out.retain(|_, lines| {
+        lines
+            .iter()
+            .any(|l| l.starts_with("-A") || l.ends_with("- [0:0]"))
+    });
     out
 }
 
@@ -40,7 +44,12 @@ fn iptables_save(ns: &OwnedNetns, variant: IptablesVariant) -> String {
 
 #[test]
 fn iptables_cleanup_removes_kube_proxys_chains_and_keeps_foreign_ones() {
-    if require("iptables_cleanup_removes_kube_proxys_chains", IPTABLES_TOOLS).is_none() {
+    if require(
+        "iptables_cleanup_removes_kube_proxys_chains",
+        IPTABLES_TOOLS,
+    )
+    .is_none()
+    {
         return;
     }
     let host = HostRules::capture();
@@ -95,17 +104,32 @@ fn iptables_cleanup_removes_kube_proxys_chains_and_keeps_foreign_ones() {
 
 #[test]
 fn nftables_cleanup_deletes_the_kube_proxy_tables_only() {
-    if require("nftables_cleanup_deletes_the_kube_proxy_tables_only", &["nft"]).is_none() {
+    if require(
+        "nftables_cleanup_deletes_the_kube_proxy_tables_only",
+        &["nft"],
+    )
+    .is_none()
+    {
         return;
     }
     let host = HostRules::capture();
     let ns = netns();
     let script = "add table ip kube-proxy\nadd chain ip kube-proxy services\nadd table ip6 kube-proxy\nadd table inet foreign\nadd chain inet foreign input { type filter hook input priority 0 ; }\nadd rule inet foreign input tcp dport 22 accept\n";
-    ns.runner().check("nft", &["-f", "-"], Some(script)).unwrap();
+    ns.runner()
+        .check("nft", &["-f", "-"], Some(script))
+        .unwrap();
     let outcome = cleanup(CleanupScope::Mode(Mode::Nftables), Some(ns.name())).unwrap();
     assert!(outcome.report.is_ok(), "{:?}", outcome.report.errors);
-    assert_eq!(outcome.report.removed.len(), 2, "{:?}", outcome.report.removed);
-    let ruleset = ns.runner().check("nft", &["list", "ruleset"], None).unwrap();
+    assert_eq!(
+        outcome.report.removed.len(),
+        2,
+        "{:?}",
+        outcome.report.removed
+    );
+    let ruleset = ns
+        .runner()
+        .check("nft", &["list", "ruleset"], None)
+        .unwrap();
     assert!(!ruleset.contains("kube-proxy"), "{ruleset}");
     assert!(ruleset.contains("table inet foreign") && ruleset.contains("tcp dport 22 accept"));
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use proxier::dataplane::{ConntrackFlow, Kernel, Sysctl};
 use proxier::k8s::{IpFamily, Protocol};
 use proxier::kernel::netns::in_netns;
-use proxier::kernel::{HostKernel, KernelOptions, KernelSysctl, Journal};
+use proxier::kernel::{HostKernel, Journal, KernelOptions, KernelSysctl};
 
 use crate::support::{netns, require, HostRules};
 
@@ -27,7 +27,12 @@ fn exchange(client: &UdpSocket, to: &str, server: &UdpSocket) -> SocketAddr {
 
 #[test]
 fn udp_flows_are_listed_and_deleted_by_tuple() {
-    if require("udp_flows_are_listed_and_deleted_by_tuple", &["iptables-nft"]).is_none() {
+    if require(
+        "udp_flows_are_listed_and_deleted_by_tuple",
+        &["iptables-nft"],
+    )
+    .is_none()
+    {
         return;
     }
     let host = HostRules::capture();
@@ -45,8 +50,20 @@ fn udp_flows_are_listed_and_deleted_by_tuple() {
     r.check(
         "iptables-nft",
         &[
-            "-t", "nat", "-A", "OUTPUT", "-d", "10.0.0.100/32", "-p", "udp", "--dport", "53",
-            "-j", "DNAT", "--to-destination", SERVER,
+            "-t",
+            "nat",
+            "-A",
+            "OUTPUT",
+            "-d",
+            "10.0.0.100/32",
+            "-p",
+            "udp",
+            "--dport",
+            "53",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            SERVER,
         ],
         None,
     )
@@ -59,7 +76,12 @@ fn udp_flows_are_listed_and_deleted_by_tuple() {
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             s
         };
-        (bind(SERVER), bind("10.0.0.1:0"), bind("10.0.0.1:0"), bind("10.0.0.1:0"))
+        (
+            bind(SERVER),
+            bind("10.0.0.1:0"),
+            bind("10.0.0.1:0"),
+            bind("10.0.0.1:0"),
+        )
     })
     .unwrap();
     let a = exchange(&nat_a, SERVICE, &server);
@@ -85,7 +107,10 @@ fn udp_flows_are_listed_and_deleted_by_tuple() {
         }
     };
     let expected = [flow(a, SERVICE), flow(b, SERVICE), flow(c, SERVER)];
-    let listed = kernel.conntrack().list_flows(IpFamily::V4, Protocol::Udp).unwrap();
+    let listed = kernel
+        .conntrack()
+        .list_flows(IpFamily::V4, Protocol::Udp)
+        .unwrap();
     for f in &expected {
         assert!(listed.contains(f), "{f:?} not in {listed:#?}");
     }
@@ -102,7 +127,10 @@ fn udp_flows_are_listed_and_deleted_by_tuple() {
 
     // Delete the first DNATed flow: exactly it goes.
     assert_eq!(kernel.conntrack().delete_flows(&expected[..1]).unwrap(), 1);
-    let listed = kernel.conntrack().list_flows(IpFamily::V4, Protocol::Udp).unwrap();
+    let listed = kernel
+        .conntrack()
+        .list_flows(IpFamily::V4, Protocol::Udp)
+        .unwrap();
     assert!(!listed.contains(&expected[0]), "{listed:#?}");
     assert!(listed.contains(&expected[1]) && listed.contains(&expected[2]));
     // Gone already: counted as not deleted, not an error.
@@ -129,7 +157,11 @@ fn sysctl_and_nfacct_stay_in_the_namespace() {
     let value = if host_value == 0 { 1 } else { 0 };
     kernel.sysctl().set(KEY, value).unwrap();
     assert_eq!(kernel.sysctl().get(KEY).unwrap(), value);
-    assert_eq!(host_sysctl.get(KEY).unwrap(), host_value, "the host's sysctl changed");
+    assert_eq!(
+        host_sysctl.get(KEY).unwrap(),
+        host_value,
+        "the host's sysctl changed"
+    );
     assert!(kernel.sysctl().get("net/no/such/key").is_err());
 
     kernel.nfacct().ensure("kpsim_test_counter").unwrap();

@@ -18,16 +18,35 @@ fn the_variant_follows_kubelets_hint_then_the_rule_counts() {
     let cases = [
         // Nothing anywhere: nft, the default.
         (vec![], IptablesVariant::Nft, "default"),
-        (vec![("iptables-legacy-restore", hint)], IptablesVariant::Legacy, "hint"),
-        (vec![("iptables-nft-restore", hint)], IptablesVariant::Nft, "hint"),
-        // kubelet's hint wins over rule counts.
         (
-            vec![("iptables-legacy-restore", rules), ("iptables-nft-restore", hint)],
+            vec![("iptables-legacy-restore", hint)],
+            IptablesVariant::Legacy,
+            "hint",
+        ),
+        (
+            vec![("iptables-nft-restore", hint)],
             IptablesVariant::Nft,
             "hint",
         ),
-        (vec![("iptables-legacy-restore", rules)], IptablesVariant::Legacy, "more rules"),
-        (vec![("ip6tables-nft-restore", rules6)], IptablesVariant::Nft, "default"),
+        // kubelet's hint wins over rule counts.
+        (
+            vec![
+                ("iptables-legacy-restore", rules),
+                ("iptables-nft-restore", hint),
+            ],
+            IptablesVariant::Nft,
+            "hint",
+        ),
+        (
+            vec![("iptables-legacy-restore", rules)],
+            IptablesVariant::Legacy,
+            "more rules",
+        ),
+        (
+            vec![("ip6tables-nft-restore", rules6)],
+            IptablesVariant::Nft,
+            "default",
+        ),
     ];
     for (setup, want, why) in cases {
         let ns = netns();

@@ -46,7 +46,10 @@ pub fn require(test: &str, tools: &[&str]) -> Option<()> {
         .map(|t| format!("`{t}` (Debian package {})", debian_package(t)))
         .collect();
     if !missing.is_empty() {
-        println!("skipping kernel test {test}: missing {}", missing.join(", "));
+        println!(
+            "skipping kernel test {test}: missing {}",
+            missing.join(", ")
+        );
         return None;
     }
     Some(())
@@ -113,7 +116,9 @@ impl HostRules {
             if find_tool(tool).is_none() {
                 continue;
             }
-            let out = host.run(tool, args, None).expect("reading the host's rules");
+            let out = host
+                .run(tool, args, None)
+                .expect("reading the host's rules");
             all.push((
                 host.describe(tool, args),
                 normalize(&format!("{}{}", out.stdout, out.stderr)),
@@ -203,18 +208,21 @@ pub fn family_of(req: &RenderRequest) -> IpFamily {
 pub fn simulated_save(req: &RenderRequest, variant: IptablesVariant) -> String {
     let node = resolve_node(req).expect("node resolves");
     let family = family_of(req);
-    let mut kernel = SimKernel::new(match variant {
+    let variant = match variant {
         IptablesVariant::Legacy => Variant::Legacy,
         IptablesVariant::Nft => Variant::Nft,
-    });
+    };
+    let mut sim_node = sim::node::Node::new(&node.name, 0, variant);
+    let mut side = kpsim::simkernel::KernelSide::default();
     // The real kernel in the test namespace has no nfacct counters unless
     // the `nfacct` tool could create them; make the simulated node agree.
     if find_tool("nfacct").is_none() {
-        kernel.nfacct.unavailable = vec![
+        side.nfacct_unavailable = vec![
             proxier::iptables::NFACCT_CT_STATE_INVALID_DROPPED.into(),
             proxier::iptables::NFACCT_LOCALHOST_NODEPORT_ACCEPTED.into(),
         ];
     }
+    let mut kernel = SimKernel::new(&mut sim_node, &mut side, sim::time::Instant::ZERO);
     let options = Options::from_config(&req.config, family, &node);
     let mut p = Proxier::new(family, node, options, &mut kernel).expect("proxier starts");
     for s in &req.manifests.services {
@@ -225,6 +233,10 @@ pub fn simulated_save(req: &RenderRequest, variant: IptablesVariant) -> String {
     }
     p.on_services_synced();
     p.on_endpoint_slices_synced();
-    p.sync(Timestamp::ZERO, &mut kernel).expect("simulated sync");
-    kernel.ruleset(family).save()
+    p.sync(Timestamp::ZERO, &mut kernel)
+        .expect("simulated sync");
+    sim_node.iptables_save(match family {
+        IpFamily::V4 => sim::netfilter::Family::Ipv4,
+        IpFamily::V6 => sim::netfilter::Family::Ipv6,
+    })
 }

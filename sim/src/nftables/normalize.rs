@@ -378,3 +378,28 @@ pub(crate) fn check_key_type(expr: &KeyType, set: &KeyType, token: &str) -> Resu
         found: expr.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_merge_when_they_overlap_or_touch() {
+        assert_eq!(
+            merge_intervals(vec![(10, 12), (1, 2), (3, 5), (11, 20), (22, 22)]),
+            vec![(1, 5), (10, 20), (22, 22)]
+        );
+        assert_eq!(
+            merge_intervals(vec![(0, u128::MAX), (5, 6)]),
+            vec![(0, u128::MAX)]
+        );
+    }
+
+    #[test]
+    fn anonymous_sets_dedup_and_sort_like_nft() {
+        let kt = KeyType::single(super::super::types::DataType::InetService);
+        let port = |p| vec![Atom::Value(Value::Port(p))];
+        let got = anon_set(vec![port(443), port(80), port(443)], &kt).unwrap();
+        assert_eq!(got, vec![port(80), port(443)]);
+    }
+}

@@ -17,7 +17,6 @@
 //! errors); the caller attaches the place.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use super::duration::to_ticks;
 use super::error::ErrorKind;
@@ -297,7 +296,7 @@ impl Set {
         let own = new.timeout.map(to_ticks);
         let timeout = own.filter(|t| Some(*t) != self.timeout);
         let life = new.expires.map(to_ticks).or(own).or(self.timeout);
-        let expires_at = life.map(|ms| now + Duration::from_millis(ms));
+        let expires_at = life.map(|ms| deadline(now, ms));
         let elem = Element {
             key: match &key {
                 ElemKey::Interval(lo, hi) => vec![Atom::from_bounds(self.key.parts()[0], *lo, *hi)
@@ -411,7 +410,7 @@ impl Set {
         let Ok(k) = self.elem_key(&atoms) else { return };
         let timeout = timeout.map(to_ticks);
         let life = timeout.or(self.timeout);
-        let expires_at = life.map(|ms| now + Duration::from_millis(ms));
+        let expires_at = life.map(|ms| deadline(now, ms));
         if let Some(e) = self.elements.get_mut(&k) {
             if e.live(now) {
                 if refresh {
@@ -437,6 +436,11 @@ impl Set {
     }
 }
 
+/// `now` plus `ms`, saturating (the kernel accepts timeouts of centuries).
+fn deadline(now: Instant, ms: u64) -> Instant {
+    Instant::from_nanos(now.as_nanos().saturating_add(ms.saturating_mul(1_000_000)))
+}
+
 /// Text of a key for error messages.
 pub(crate) fn key_text(key: &[Atom]) -> String {
     struct K<'a>(&'a [Atom]);
@@ -446,4 +450,74 @@ pub(crate) fn key_text(key: &[Atom]) -> String {
         }
     }
     K(key).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(flags: SetFlags, size: u32) -> Set {
+        Set {
+            name: "s".into(),
+            handle: 1,
+            is_map: false,
+            key: KeyType::single(DataType::Ipv4Addr),
+            data: None,
+            flags,
+            timeout: None,
+            gc_interval: None,
+            size,
+            auto_merge: false,
+            comment: None,
+            elements: BTreeMap::new(),
+        }
+    }
+
+    fn elem(text: &str) -> NewElement {
+        NewElement {
+            key: vec![Atom::parse(DataType::Ipv4Addr, text).unwrap()],
+            data: None,
+            comment: None,
+            timeout: None,
+            expires: None,
+        }
+    }
+
+    #[test]
+    fn kernel_refusals_are_typed() {
+        let now = Instant::ZERO;
+        let mut s = set(SetFlags::default(), 1);
+        assert_eq!(s.insert(elem("1.1.1.1"), false, now), Ok(true));
+        assert_eq!(s.insert(elem("1.1.1.1"), false, now), Ok(false));
+        assert!(matches!(
+            s.insert(elem("1.1.1.1"), true, now),
+            Err(ErrorKind::Exists { .. })
+        ));
+        assert!(matches!(
+            s.insert(elem("2.2.2.2"), false, now),
+            Err(ErrorKind::SetFull { .. })
+        ));
+        assert!(matches!(
+            s.insert(elem("10.0.0.0/8"), false, now),
+            Err(ErrorKind::Invalid { .. })
+        ));
+        let mut iv = set(
+            SetFlags {
+                interval: true,
+                ..SetFlags::default()
+            },
+            0,
+        );
+        assert_eq!(iv.insert(elem("10.0.0.0/8"), false, now), Ok(true));
+        assert!(matches!(
+            iv.insert(elem("10.1.0.0/16"), false, now),
+            Err(ErrorKind::ConflictingIntervals { .. })
+        ));
+        assert!(iv.contains(&[Value::Ipv4("10.9.9.9".parse().unwrap())], now));
+        assert!(matches!(
+            iv.remove(&elem("10.1.0.0/16").key, now),
+            Err(ErrorKind::NotFound { .. })
+        ));
+        assert!(iv.remove(&elem("10.0.0.0/8").key, now).is_ok());
+    }
 }

@@ -283,7 +283,11 @@ impl KernelIptables {
             Err(e) => e.error().operation.clone(),
         };
         let result = result.map(|_| ());
-        self.record(command, Some(payload), result.as_ref().err().map(Failure::error));
+        self.record(
+            command,
+            Some(payload),
+            result.as_ref().err().map(Failure::error),
+        );
         result
     }
 
@@ -310,7 +314,11 @@ impl KernelIptables {
             if merged.tables.len() == 1 { "" } else { "s" }
         );
         let result = result.map(|_| ());
-        self.record(command, Some(payload), result.as_ref().err().map(Failure::error));
+        self.record(
+            command,
+            Some(payload),
+            result.as_ref().err().map(Failure::error),
+        );
         result.map(Some)
     }
 }
