@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use kpsim::oneshot::{render, RenderRequest};
+use kpsim::scenario;
 use proxier::config::{self, Config, Mode};
 use proxier::k8s::{self, IpFamily, Manifests};
 
@@ -26,6 +27,28 @@ struct Cli {
 enum Command {
     /// Print the rules one full sync writes for these manifests.
     Rules(RulesArgs),
+    /// Replay a scenario on the simulator (default: the embedded tour).
+    Run(RunArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// A scenario file; without one, the embedded tour runs.
+    scenario: Option<PathBuf>,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run in this mode only (default: the scenario's modes).
+    #[arg(long, value_parser = ["iptables", "ipvs", "nftables"])]
+    mode: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -119,16 +142,49 @@ fn rules(args: RulesArgs) -> Result<()> {
     Ok(())
 }
 
+/// The scenario `kpsim run` plays without an argument.
+const TOUR: &str = include_str!("../scenarios/tour.yaml");
+
+/// Returns whether every expectation held.
+fn run(args: RunArgs) -> Result<bool> {
+    let (name, text) = match &args.scenario {
+        Some(path) => (path.display().to_string(), read(path)?),
+        None => (
+            "scenarios/tour.yaml (embedded)".to_string(),
+            TOUR.to_string(),
+        ),
+    };
+    let plan = scenario::load(&name, &text)?;
+    let mode = args
+        .mode
+        .as_deref()
+        .map(Mode::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let reports = scenario::run(&plan, args.seed, mode)?;
+    match args.output {
+        Output::Text => {
+            for r in &reports {
+                print!("{}", scenario::render_text(r));
+            }
+        }
+        Output::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+    }
+    Ok(reports.iter().all(|r| r.passed()))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Rules(args) => rules(args),
+        Command::Rules(args) => rules(args).map(|()| true),
+        Command::Run(args) => run(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("kpsim: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }

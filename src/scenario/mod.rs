@@ -8,11 +8,16 @@
 
 pub mod apiserver;
 pub mod controller;
+mod expect;
 pub mod kube_proxy;
 pub mod plan;
+pub mod report;
+pub mod runner;
 pub mod spec;
 
 pub use plan::{Plan, PlanError};
+pub use report::{render_text, Report};
+pub use runner::run;
 
 /// Parses and plans a scenario file's text.
 pub fn load(file: &str, text: &str) -> Result<Plan, PlanError> {

@@ -1,6 +1,7 @@
 //! kpsim's integration tests: one binary, one module per feature.
 
 mod rules_snapshots;
+mod scenarios;
 mod support;
 mod upstream_iptables;
 mod upstream_ipvs;
