@@ -10,3 +10,4 @@ pub mod kernel_apply;
 pub mod oneshot;
 pub mod scenario;
 pub mod simkernel;
+pub mod trace;

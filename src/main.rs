@@ -29,6 +29,35 @@ enum Command {
     Rules(RulesArgs),
     /// Replay a scenario on the simulator (default: the embedded tour).
     Run(RunArgs),
+    /// Trace one new packet through a node holding these manifests' rules.
+    Trace(TraceArgs),
+}
+
+#[derive(clap::Args)]
+struct TraceArgs {
+    #[arg(long, value_parser = ["iptables", "ipvs", "nftables"])]
+    mode: Option<String>,
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    node: Option<String>,
+    #[arg(long = "node-ip")]
+    node_ips: Vec<IpAddr>,
+    /// Source, `IP` or `IP:PORT` (a node address: locally generated).
+    #[arg(long)]
+    from: String,
+    /// Destination, `IP:PORT`.
+    #[arg(long)]
+    to: String,
+    #[arg(long, value_parser = ["tcp", "udp", "sctp"], default_value = "tcp")]
+    proto: String,
+    /// Seed for the random rule choices of the path actually taken.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -142,6 +171,50 @@ fn rules(args: RulesArgs) -> Result<()> {
     Ok(())
 }
 
+/// `IP`, `IP:PORT`, `[V6]:PORT`.
+fn parse_addr(text: &str, what: &str) -> Result<(IpAddr, Option<u16>)> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok((ip, None));
+    }
+    let sock: std::net::SocketAddr = text.parse().map_err(|_| {
+        anyhow::anyhow!("{what} {text:?} is not IP or IP:PORT (IPv6 as [fd00::1]:80)")
+    })?;
+    Ok((sock.ip(), Some(sock.port())))
+}
+
+fn trace(args: TraceArgs) -> Result<()> {
+    let config = load_config(args.config.as_ref(), args.mode.as_deref())?;
+    let manifests = load_manifests(&args.files)?;
+    let (from, from_port) = parse_addr(&args.from, "--from")?;
+    let (to, to_port) = parse_addr(&args.to, "--to")?;
+    let to_port = to_port.ok_or_else(|| anyhow::anyhow!("--to needs a port: IP:PORT"))?;
+    let req = kpsim::trace::TraceRequest {
+        render: RenderRequest {
+            config,
+            manifests,
+            node: args.node,
+            node_ips: args.node_ips,
+            family: None,
+        },
+        from,
+        from_port,
+        to,
+        to_port,
+        protocol: match args.proto.as_str() {
+            "udp" => proxier::k8s::Protocol::Udp,
+            "sctp" => proxier::k8s::Protocol::Sctp,
+            _ => proxier::k8s::Protocol::Tcp,
+        },
+        seed: args.seed,
+    };
+    let result = kpsim::trace::trace(&req)?;
+    match args.output {
+        Output::Text => print!("{}", kpsim::trace::render_text(&result)),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&result)?),
+    }
+    Ok(())
+}
+
 /// The scenario `kpsim run` plays without an argument.
 const TOUR: &str = include_str!("../scenarios/tour.yaml");
 
@@ -178,6 +251,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Rules(args) => rules(args).map(|()| true),
         Command::Run(args) => run(args),
+        Command::Trace(args) => trace(args).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

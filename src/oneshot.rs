@@ -75,24 +75,34 @@ pub fn resolve_node(req: &RenderRequest) -> Result<NodeInfo> {
     Ok(info)
 }
 
-/// Runs one full sync and returns the payload.
+/// The family rules are rendered for: `--ip-family`, else the node's
+/// primary IP's, else IPv4.
+pub fn family_for(req: &RenderRequest, node: &NodeInfo) -> IpFamily {
+    req.family
+        .or_else(|| node.ips.first().map(IpFamily::of))
+        .unwrap_or(IpFamily::V4)
+}
+
+/// Runs one full sync into a fresh simulated node and returns the payload.
 pub fn render(req: &RenderRequest) -> Result<Rendered> {
+    let node = resolve_node(req)?;
+    let mut sim_node = Node::new(&node.name, 0, Variant::Nft);
+    render_into(req, node, &mut sim_node)
+}
+
+/// Runs one full sync for `node` into the simulated kernel `sim_node`: the
+/// payload must load into the simulator's iptables exactly as it would into
+/// a kernel.
+pub fn render_into(req: &RenderRequest, node: NodeInfo, sim_node: &mut Node) -> Result<Rendered> {
     if req.config.mode != Mode::Iptables {
         bail!(
             "mode {} is not implemented yet; use --mode iptables",
             req.config.mode.name()
         );
     }
-    let node = resolve_node(req)?;
-    let family = req
-        .family
-        .or_else(|| node.ips.first().map(IpFamily::of))
-        .unwrap_or(IpFamily::V4);
-    // A fresh simulated node: the payload must load into the simulator's
-    // iptables exactly as it would into a kernel.
-    let mut sim_node = Node::new(&node.name, 0, Variant::Nft);
+    let family = family_for(req, &node);
     let mut side = KernelSide::default();
-    let mut kernel = SimKernel::new(&mut sim_node, &mut side, Instant::ZERO);
+    let mut kernel = SimKernel::new(sim_node, &mut side, Instant::ZERO);
     let options = Options::from_config(&req.config, family, &node);
     let mut proxier = Proxier::new(family, node.clone(), options, &mut kernel)
         .context("starting the iptables proxier")?;

@@ -3,6 +3,7 @@
 mod rules_snapshots;
 mod scenarios;
 mod support;
+mod upstream_flows;
 mod upstream_iptables;
 mod upstream_ipvs;
 mod upstream_nftables;

@@ -89,6 +89,14 @@ fn a_refused_restore_changes_nothing_and_names_the_line() {
         apply_in(&ns, &req, variant);
         let before = save(&ns, variant, IpFamily::V4);
         let mut kernel = HostKernel::new(options(&ns, variant)).unwrap();
+        // A first section naming many chains (snapshotted with one save).
+        let mut many = String::from("*filter\n:KUBE-SERVICES - [0:0]\n");
+        for i in 0..40 {
+            many.push_str(&format!(
+                ":KUBE-MANY-{i} - [0:0]\n-A KUBE-MANY-{i} -j RETURN\n"
+            ));
+        }
+        many.push_str("COMMIT\n*nat\n:KUBE-NODEPORTS - [0:0]\n-A KUBE-NODEPORTS -m nosuchmatch -j RETURN\nCOMMIT\n");
         let cases = [
             // A match the tools do not know, in the first table.
             (
@@ -106,6 +114,7 @@ fn a_refused_restore_changes_nothing_and_names_the_line() {
                 "*filter\n:KUBE-FORWARD - [0:0]\nCOMMIT\n*nat\n:KUBE-MARK-MASQ - [0:0]\n-A KUBE-MARK-MASQ -m nosuchmatch -j RETURN\nCOMMIT\n",
                 6,
             ),
+            (many.as_str(), 86),
         ];
         for (i, (payload, line)) in cases.into_iter().enumerate() {
             kernel.take_writes();
