@@ -8,6 +8,7 @@
 pub mod generate;
 pub mod kernel_apply;
 pub mod oneshot;
+pub mod scale;
 pub mod scenario;
 pub mod simkernel;
 pub mod trace;

@@ -31,6 +31,19 @@ enum Command {
     Run(RunArgs),
     /// Trace one new packet through a node holding these manifests' rules.
     Trace(TraceArgs),
+    /// Print how per-packet rule evaluations grow with the service count.
+    Scale(ScaleArgs),
+}
+
+#[derive(clap::Args)]
+struct ScaleArgs {
+    /// Service counts to measure (each with 10 endpoints).
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    services: Vec<usize>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
 }
 
 #[derive(clap::Args)]
@@ -215,6 +228,15 @@ fn trace(args: TraceArgs) -> Result<()> {
     Ok(())
 }
 
+fn scale(args: ScaleArgs) -> Result<()> {
+    let rows = kpsim::scale::measure(&args.services, args.seed)?;
+    match args.output {
+        Output::Text => print!("{}", kpsim::scale::render_text(&rows)),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+    }
+    Ok(())
+}
+
 /// The scenario `kpsim run` plays without an argument.
 const TOUR: &str = include_str!("../scenarios/tour.yaml");
 
@@ -252,6 +274,7 @@ fn main() -> ExitCode {
         Command::Rules(args) => rules(args).map(|()| true),
         Command::Run(args) => run(args),
         Command::Trace(args) => trace(args).map(|()| true),
+        Command::Scale(args) => scale(args).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
