@@ -29,7 +29,7 @@ fn first_packet(c: &mut Criterion) {
                         port = 1024;
                         let mut net = net.borrow_mut();
                         let node = net.node_mut("node-0").unwrap();
-                        let config = node.conntrack().config().clone();
+                        let config = *node.conntrack().config();
                         *node.conntrack_mut() = sim::conntrack::Conntrack::new(config);
                     }
                     port += 1;
