@@ -178,7 +178,7 @@ fn rules(args: RulesArgs) -> Result<()> {
     };
     let out = render(&req)?;
     match args.format {
-        Format::Restore => print!("{}", out.restore),
+        Format::Restore => print!("{}", out.default_output()),
         Format::Save => print!("{}", out.save),
     }
     Ok(())

@@ -11,11 +11,12 @@ use std::net::IpAddr;
 use anyhow::{bail, Context, Result};
 use proxier::clock::Timestamp;
 use proxier::config::{Config, Mode};
-use proxier::iptables::{Options, Proxier, SyncStats};
 use proxier::k8s::{IpFamily, Manifests};
 use proxier::node::NodeInfo;
+use proxier::provider::SyncSummary;
 use sim::netfilter::Variant;
 
+use crate::scenario::kube_proxy::KubeProxy;
 use crate::simkernel::{KernelSide, SimKernel};
 use sim::node::Node;
 use sim::time::Instant;
@@ -36,11 +37,32 @@ pub struct RenderRequest {
 pub struct Rendered {
     pub node: NodeInfo,
     pub family: IpFamily,
-    /// The `iptables-restore` payload, exactly as the proxier wrote it.
-    pub restore: String,
-    /// The node's tables afterwards, as `iptables-save` lists them.
+    pub mode: Mode,
+    /// The `iptables-restore` payload, exactly as the proxier wrote it
+    /// (iptables mode, and IPVS mode's helper rules).
+    pub restore: Option<String>,
+    /// The node's iptables afterwards, as `iptables-save` lists them.
     pub save: String,
-    pub stats: SyncStats,
+    /// The `nft -f` transaction (nftables mode).
+    pub nft_transaction: Option<String>,
+    /// `ipvsadm -Ln`, the `kube-ipvs0` addresses and `ipset list` (IPVS mode).
+    pub ipvs_state: Option<String>,
+    pub summary: SyncSummary,
+}
+
+impl Rendered {
+    /// What `kpsim rules` prints by default for the mode.
+    pub fn default_output(&self) -> String {
+        match self.mode {
+            Mode::Iptables => self.restore.clone().unwrap_or_default(),
+            Mode::Nftables => self.nft_transaction.clone().unwrap_or_default(),
+            Mode::Ipvs => format!(
+                "{}{}",
+                self.ipvs_state.clone().unwrap_or_default(),
+                self.restore.clone().unwrap_or_default()
+            ),
+        }
+    }
 }
 
 /// Picks the node and its IPs, as the issue specifies.
@@ -90,37 +112,32 @@ pub fn render(req: &RenderRequest) -> Result<Rendered> {
     render_into(req, node, &mut sim_node)
 }
 
-/// Runs one full sync for `node` into the simulated kernel `sim_node`: the
-/// payload must load into the simulator's iptables exactly as it would into
+/// Runs one full sync for `node` into the simulated kernel `sim_node`: what
+/// the proxier writes must load into the simulator exactly as it would into
 /// a kernel.
 pub fn render_into(req: &RenderRequest, node: NodeInfo, sim_node: &mut Node) -> Result<Rendered> {
-    if req.config.mode != Mode::Iptables {
-        bail!(
-            "mode {} is not implemented yet; use --mode iptables",
-            req.config.mode.name()
-        );
-    }
+    let mode = req.config.mode;
     let family = family_for(req, &node);
     let mut side = KernelSide::default();
     let mut kernel = SimKernel::new(sim_node, &mut side, Instant::ZERO);
-    let options = Options::from_config(&req.config, family, &node);
-    let mut proxier = Proxier::new(family, node.clone(), options, &mut kernel)
-        .context("starting the iptables proxier")?;
-    for svc in &req.manifests.services {
-        proxier.on_service(&svc.name, Some(svc));
-    }
-    for slice in &req.manifests.endpoint_slices {
-        proxier.on_endpoint_slice(&slice.name, Some(slice));
-    }
-    proxier.on_services_synced();
-    proxier.on_endpoint_slices_synced();
-    let stats = proxier
-        .sync(Timestamp::ZERO, &mut kernel)
-        .context("syncing rules")?;
-    let restore = side
-        .last_restore(family)
-        .context("the proxier wrote no rules")?
-        .to_string();
+    let mut kp = KubeProxy::new(&req.config, mode, family, node.clone(), &mut kernel)
+        .with_context(|| format!("starting the {} proxier", mode.name()))?;
+    kp.start(
+        &req.manifests.services,
+        &req.manifests.endpoint_slices,
+        &service_cidrs(&req.manifests),
+        Timestamp::ZERO,
+        &mut kernel,
+    );
+    let summary = match kp.syncs.last().map(|r| r.summary.clone()) {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => bail!("syncing rules: {e}"),
+        None => bail!("the proxier did not sync"),
+    };
+    let restore = side.last_restore(family).map(str::to_string);
+    let nft_transaction = side.nftables.transactions.last().cloned();
+    let ipvs_state = (mode == Mode::Ipvs)
+        .then(|| proxier::ipvs::dump::render(&side.ipvs, &side.addresses, &side.ipset));
     let save = sim_node.iptables_save(match family {
         IpFamily::V4 => sim::netfilter::Family::Ipv4,
         IpFamily::V6 => sim::netfilter::Family::Ipv6,
@@ -128,8 +145,19 @@ pub fn render_into(req: &RenderRequest, node: NodeInfo, sim_node: &mut Node) -> 
     Ok(Rendered {
         node,
         family,
+        mode,
         restore,
         save,
-        stats,
+        nft_transaction,
+        ipvs_state,
+        summary,
     })
+}
+
+/// The ranges of every ServiceCIDR object (nftables mode needs them).
+pub fn service_cidrs(m: &Manifests) -> Vec<ipnet::IpNet> {
+    m.service_cidrs
+        .iter()
+        .flat_map(|c| c.cidrs.iter().copied())
+        .collect()
 }

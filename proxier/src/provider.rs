@@ -35,6 +35,11 @@ pub trait Provider {
     fn on_endpoint_slice(&mut self, name: &NamespacedName, slice: Option<&EndpointSlice>) -> bool;
     /// This node's labels; returns whether a sync is wanted.
     fn on_node_labels(&mut self, labels: BTreeMap<String, String>) -> bool;
+    /// The cluster's service CIDRs (from ServiceCIDR objects); returns
+    /// whether a sync is wanted. Only nftables mode uses them.
+    fn on_service_cidrs(&mut self, _cidrs: Vec<ipnet::IpNet>) -> bool {
+        false
+    }
     /// The initial Service list has been delivered.
     fn on_services_synced(&mut self);
     /// The initial EndpointSlice list has been delivered.

@@ -12,7 +12,8 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use ipnet::IpNet;
 use proxier::clock::Timestamp;
 use proxier::config::{Config, Mode};
 use proxier::dataplane::Kernel;
@@ -21,6 +22,7 @@ use proxier::k8s::{EndpointSlice, IpFamily, NamespacedName, Service};
 use proxier::node::NodeInfo;
 use proxier::provider::{Provider, SyncSummary};
 use proxier::sync_runner::SyncRunner;
+use proxier::{ipvs, nftables};
 
 /// Upstream's `burstSyncs`.
 const BURST_SYNCS: u32 = 2;
@@ -49,12 +51,20 @@ impl KubeProxy {
         node: NodeInfo,
         kernel: &mut dyn Kernel,
     ) -> Result<KubeProxy> {
+        let now = Timestamp::ZERO;
         let proxier: Box<dyn Provider> = match mode {
             Mode::Iptables => {
                 let options = iptables::Options::from_config(config, family, &node);
                 Box::new(iptables::Proxier::new(family, node, options, kernel)?)
             }
-            other => bail!("mode {} is not implemented yet", other.name()),
+            Mode::Nftables => {
+                let options = nftables::Options::from_config(config, family, &node);
+                Box::new(nftables::Proxier::new(family, node, options))
+            }
+            Mode::Ipvs => {
+                let options = ipvs::Options::from_config(config, family, &node);
+                Box::new(ipvs::Proxier::new(family, node, options, kernel, now)?)
+            }
         };
         Ok(KubeProxy {
             proxier,
@@ -71,9 +81,11 @@ impl KubeProxy {
         &mut self,
         services: &[Service],
         slices: &[EndpointSlice],
+        service_cidrs: &[IpNet],
         now: Timestamp,
         kernel: &mut dyn Kernel,
     ) {
+        self.proxier.on_service_cidrs(service_cidrs.to_vec());
         for s in services {
             self.proxier.on_service(&s.name, Some(s));
         }
@@ -98,13 +110,24 @@ impl KubeProxy {
         }
     }
 
-    /// When this kube-proxy next wants to run, if ever.
+    /// When this kube-proxy next wants to run, if ever: the runner's next
+    /// action or the mode's housekeeping (IPVS graceful termination).
     pub fn next_wakeup(&self, now: Timestamp) -> Option<Timestamp> {
-        self.runner.next_wakeup(now)
+        [
+            self.runner.next_wakeup(now),
+            self.proxier.next_housekeeping(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// Lets the runner act at `now`; syncs if it says so.
+    /// Lets the runner and the housekeeping act at `now`.
     pub fn poll(&mut self, now: Timestamp, kernel: &mut dyn Kernel) {
+        if self.proxier.next_housekeeping().is_some_and(|t| t <= now) {
+            // Upstream only logs housekeeping failures.
+            let _ = self.proxier.housekeeping(now, kernel);
+        }
         if self.runner.poll(now) {
             self.sync_now(now, kernel);
             self.runner.ran(now);

@@ -85,6 +85,9 @@ pub struct Plan {
     pub services: Vec<Service>,
     /// Slices given verbatim in the file.
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// The service ranges (ServiceCIDR objects; default 10.96.0.0/16, the
+    /// range cluster IPs are allocated from).
+    pub service_cidrs: Vec<IpNet>,
     pub steps: Vec<spec::Step>,
 }
 
@@ -288,7 +291,11 @@ pub fn plan(file: &str, sc: &Scenario) -> Result<Plan, PlanError> {
         });
     }
 
-    let (mut services, endpoint_slices) = load_objects(&ctx, &sc.objects, &nodes)?;
+    let (mut services, endpoint_slices, mut service_cidrs) =
+        load_objects(&ctx, &sc.objects, &nodes)?;
+    if service_cidrs.is_empty() {
+        service_cidrs.push("10.96.0.0/16".parse().expect("a valid CIDR"));
+    }
     allocate_service_fields(&mut services);
 
     let mut load_balancers = Vec::new();
@@ -363,6 +370,7 @@ pub fn plan(file: &str, sc: &Scenario) -> Result<Plan, PlanError> {
         load_balancers,
         services,
         endpoint_slices,
+        service_cidrs,
         steps: sc.steps.clone(),
     })
 }
@@ -418,19 +426,21 @@ fn load_objects(
     ctx: &Ctx<'_>,
     objects: &[serde_yaml::Value],
     nodes: &[Node],
-) -> Result<(Vec<Service>, Vec<EndpointSlice>), PlanError> {
+) -> Result<(Vec<Service>, Vec<EndpointSlice>, Vec<IpNet>), PlanError> {
     let mut services: Vec<Service> = Vec::new();
     let mut slices: Vec<EndpointSlice> = Vec::new();
+    let mut cidrs: Vec<IpNet> = Vec::new();
     for (i, value) in objects.iter().enumerate() {
         let place = format!("objects[{i}]");
         let text = serde_yaml::to_string(value).expect("a YAML value serialises");
         let m = k8s::load_str(&place, &text).map_err(|e| ctx.err(&place, e.to_string()))?;
         if let Some((_, what)) = m.skipped.first() {
-            return Err(ctx.err(&place, format!("{what} is not a Service or EndpointSlice; scenarios hold only those (pods and nodes go under cluster:)")));
+            return Err(ctx.err(&place, format!("{what} is not a Service, EndpointSlice or ServiceCIDR; scenarios hold only those (pods and nodes go under cluster:)")));
         }
         if !m.nodes.is_empty() {
             return Err(ctx.err(&place, "Node objects go under cluster.nodes, not objects"));
         }
+        cidrs.extend(m.service_cidrs.iter().flat_map(|c| c.cidrs.iter().copied()));
         for s in m.services {
             if services.iter().any(|o| o.name == s.name) {
                 return Err(ctx.err(&place, format!("Service {} is defined twice", s.name)));
@@ -451,7 +461,7 @@ fn load_objects(
             slices.push(s);
         }
     }
-    Ok((services, slices))
+    Ok((services, slices, cidrs))
 }
 
 /// Gives services what an API server would allocate: a cluster IP from

@@ -206,7 +206,8 @@ impl<'p> World<'p> {
         let mut kernel = SimKernel::new(self.net.node_mut(node)?, side, now);
         let mut kp = KubeProxy::new(&self.plan.config, self.mode, family, info, &mut kernel)
             .with_context(|| format!("starting kube-proxy on {node}"))?;
-        kp.start(&services, &slices, ts(now), &mut kernel);
+        let cidrs: Vec<ipnet::IpNet> = self.plan.service_cidrs.clone();
+        kp.start(&services, &slices, &cidrs, ts(now), &mut kernel);
         self.proxies.insert(node.to_string(), kp);
         Ok(())
     }

@@ -36,6 +36,9 @@ pub struct KernelSide {
     /// nfacct counters this node cannot create (a kernel without
     /// `nfnetlink_acct`, or a host without the `nfacct` tool).
     pub nfacct_unavailable: Vec<String>,
+    /// Sysctls the node does not model (IPVS's `net/ipv4/vs/*`, ARP
+    /// settings): remembered, so a read returns what was written.
+    pub other_sysctls: std::collections::BTreeMap<String, i64>,
     pub nftables: RecordingNftables,
     pub ipvs: RecordingIpvs,
     pub ipset: RecordingIpset,
@@ -181,14 +184,25 @@ impl Sysctl for SimKernel<'_> {
             "net.netfilter.nf_conntrack_tcp_be_liberal" => {
                 Ok(i64::from(self.node.conntrack().config().tcp_be_liberal))
             }
-            other => Err(DataplaneError::new(
-                "sysctl",
-                format!("{other}: not simulated"),
-            )),
+            other => self
+                .side
+                .other_sysctls
+                .get(other)
+                .copied()
+                .ok_or_else(|| DataplaneError::new("sysctl", format!("{other}: not set"))),
         }
     }
 
     fn set(&mut self, name: &str, value: i64) -> Result<(), DataplaneError> {
+        let dotted = name.replace('/', ".");
+        let modelled = dotted == "net.ipv4.ip_forward"
+            || dotted == "net.ipv6.conf.all.forwarding"
+            || dotted == "net.ipv4.conf.all.route_localnet"
+            || dotted.starts_with("net.netfilter.nf_conntrack_");
+        if !modelled {
+            self.side.other_sysctls.insert(dotted, value);
+            return Ok(());
+        }
         self.node
             .set_sysctl(name, value)
             .map_err(|e| DataplaneError::new("sysctl", e.to_string()))

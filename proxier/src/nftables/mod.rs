@@ -381,3 +381,47 @@ impl Proxier {
 
 #[cfg(test)]
 mod tests;
+
+impl crate::provider::Provider for Proxier {
+    fn mode(&self) -> &'static str {
+        "nftables"
+    }
+    fn on_service(&mut self, name: &NamespacedName, service: Option<&Service>) -> bool {
+        Proxier::on_service(self, name, service)
+    }
+    fn on_endpoint_slice(
+        &mut self,
+        name: &NamespacedName,
+        slice: Option<&crate::k8s::EndpointSlice>,
+    ) -> bool {
+        Proxier::on_endpoint_slice(self, name, slice)
+    }
+    fn on_node_labels(&mut self, labels: BTreeMap<String, String>) -> bool {
+        Proxier::on_node_labels(self, labels)
+    }
+    fn on_service_cidrs(&mut self, cidrs: Vec<IpNet>) -> bool {
+        Proxier::on_service_cidrs(self, cidrs)
+    }
+    fn on_services_synced(&mut self) {
+        Proxier::on_services_synced(self)
+    }
+    fn on_endpoint_slices_synced(&mut self) {
+        Proxier::on_endpoint_slices_synced(self)
+    }
+    fn force_full_sync(&mut self) {
+        Proxier::force_full_sync(self)
+    }
+    fn sync(
+        &mut self,
+        now: Timestamp,
+        kernel: &mut dyn crate::dataplane::Kernel,
+    ) -> Result<crate::provider::SyncSummary, crate::dataplane::DataplaneError> {
+        let stats = Proxier::sync(self, now, kernel)?;
+        Ok(crate::provider::SyncSummary {
+            full: stats.full,
+            services: stats.services,
+            endpoints: stats.endpoints,
+            rules_written: stats.operations,
+        })
+    }
+}

@@ -363,6 +363,14 @@ impl KernelIptables {
                     format!("table {:?} is not one kube-proxy uses", section.table),
                 ));
             };
+            if section.chains.len() > rollback::MAX_LISTED_CHAINS {
+                // Many chains: one save of the table beats a listing each.
+                let save =
+                    self.runner
+                        .check(&self.tool(IptablesTool::Save), &["-t", t.name()], None)?;
+                out.push(rollback::states_from_save(&section.chains, &save));
+                continue;
+            }
             let mut chains = Vec::new();
             for chain in &section.chains {
                 let (argv, out) = self.command("-S", t, chain, &[])?;

@@ -14,6 +14,8 @@
 //!
 //! The last section needs no snapshot: its own refusal leaves it untouched.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 /// One `*table … COMMIT` section of a payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Section {
@@ -28,10 +30,12 @@ pub struct Section {
 /// The payload's sections.
 pub fn sections(payload: &str) -> Vec<Section> {
     let mut out: Vec<Section> = Vec::new();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
     let mut open = false;
     for (i, line) in payload.lines().enumerate() {
         let n = i + 1;
         if let Some(table) = line.strip_prefix('*') {
+            seen.clear();
             out.push(Section {
                 table: table.to_string(),
                 first_line: n,
@@ -50,7 +54,7 @@ pub fn sections(payload: &str) -> Vec<Section> {
             .or_else(|| line.strip_prefix("-X "))
             .and_then(|rest| rest.split_whitespace().next());
         if let Some(chain) = chain {
-            if !section.chains.iter().any(|c| c == chain) {
+            if seen.insert(chain) {
                 section.chains.push(chain.to_string());
             }
         }
@@ -83,6 +87,38 @@ pub fn parse_listing(name: &str, listing: &str) -> ChainState {
         }
     }
     ChainState::Existed { decl, rules }
+}
+
+/// Above this many chains in a section, the snapshot reads the table with
+/// one `iptables-save -t TABLE` instead of an `iptables -S` per chain.
+pub const MAX_LISTED_CHAINS: usize = 32;
+
+/// The states of `chains` in `iptables-save -t TABLE` output.
+pub fn states_from_save(chains: &[String], save: &str) -> Vec<ChainState> {
+    let mut decls: BTreeMap<&str, String> = BTreeMap::new();
+    let mut rules: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for line in save.lines() {
+        if let Some(decl) = line.strip_prefix(':') {
+            let mut words = decl.split_whitespace();
+            if let (Some(name), Some(policy)) = (words.next(), words.next()) {
+                decls.insert(name, format!(":{name} {policy} [0:0]"));
+            }
+        } else if let Some(rest) = line.strip_prefix("-A ") {
+            if let Some(name) = rest.split_whitespace().next() {
+                rules.entry(name).or_default().push(line.to_string());
+            }
+        }
+    }
+    chains
+        .iter()
+        .map(|c| match decls.get(c.as_str()) {
+            Some(decl) => ChainState::Existed {
+                decl: decl.clone(),
+                rules: rules.remove(c.as_str()).unwrap_or_default(),
+            },
+            None => ChainState::Absent { name: c.clone() },
+        })
+        .collect()
 }
 
 /// The `--noflush` payload putting `table`'s chains back as they were.
@@ -134,6 +170,22 @@ mod tests {
         assert_eq!(committed_before(&s, Some(3)), 0);
         assert_eq!(committed_before(&s, Some(7)), 1);
         assert_eq!(committed_before(&s, None), 1);
+    }
+
+    #[test]
+    fn a_save_gives_the_same_states_as_listings() {
+        let save = "*filter\n:INPUT DROP [5:10]\n:KUBE-A - [0:0]\n-A INPUT -j KUBE-A\n-A KUBE-A -j RETURN\nCOMMIT\n";
+        let chains: Vec<String> = ["KUBE-A", "INPUT", "KUBE-NEW"].map(String::from).to_vec();
+        assert_eq!(
+            states_from_save(&chains, save),
+            [
+                parse_listing("KUBE-A", "-N KUBE-A\n-A KUBE-A -j RETURN\n"),
+                parse_listing("INPUT", "-P INPUT DROP\n-A INPUT -j KUBE-A\n"),
+                ChainState::Absent {
+                    name: "KUBE-NEW".into()
+                },
+            ]
+        );
     }
 
     #[test]
