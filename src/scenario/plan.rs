@@ -422,11 +422,15 @@ fn allocate_pod_ip(
     }
 }
 
+/// The objects of a scenario file: Services, hand-written slices, and the
+/// ServiceCIDR ranges.
+type Objects = (Vec<Service>, Vec<EndpointSlice>, Vec<IpNet>);
+
 fn load_objects(
     ctx: &Ctx<'_>,
     objects: &[serde_yaml::Value],
     nodes: &[Node],
-) -> Result<(Vec<Service>, Vec<EndpointSlice>, Vec<IpNet>), PlanError> {
+) -> Result<Objects, PlanError> {
     let mut services: Vec<Service> = Vec::new();
     let mut slices: Vec<EndpointSlice> = Vec::new();
     let mut cidrs: Vec<IpNet> = Vec::new();
