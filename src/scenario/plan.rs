@@ -121,10 +121,16 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, PlanError> {
             .location()
             .map(|l| format!("line {} column {}", l.line(), l.column()))
             .unwrap_or_else(|| "top level".into());
+        // serde_yaml repeats the location at the end of its message.
+        let message = e.to_string();
+        let problem = match message.rfind(" at line ") {
+            Some(i) if e.location().is_some() => message[..i].to_string(),
+            _ => message,
+        };
         PlanError {
             file: file.to_string(),
             place,
-            problem: e.to_string(),
+            problem,
         }
     })
 }

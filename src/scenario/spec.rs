@@ -109,7 +109,7 @@ pub struct LoadBalancerSpec {
     pub ip: String,
     /// `namespace/name` of the LoadBalancer Service it fronts.
     pub service: String,
-    #[serde(default = "default_true")]
+    #[serde(default = "default_true", rename = "preserveClientIP")]
     pub preserve_client_ip: bool,
 }
 
