@@ -2,7 +2,9 @@
 //! line, a throwaway namespace, the host-rules guard, and the simulator's
 //! view of the same input.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 use kpsim::oneshot::{resolve_node, RenderRequest};
 use kpsim::simkernel::SimKernel;
@@ -52,7 +54,54 @@ pub fn require(test: &str, tools: &[&str]) -> Option<()> {
         );
         return None;
     }
+    if let Err(why) = kernel_support(tools) {
+        println!("skipping kernel test {test}: {why}");
+        return None;
+    }
     Some(())
+}
+
+/// Whether this kernel lets us make namespaces and has what the tools
+/// need (checked once per tool, in a probe namespace).
+fn kernel_support(tools: &[&str]) -> Result<(), String> {
+    static PROBES: Mutex<BTreeMap<String, Result<(), String>>> = Mutex::new(BTreeMap::new());
+    let mut probes = PROBES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut wanted: Vec<(&str, &[&str])> = vec![("ip", &["link", "show", "lo"])];
+    for (tool, args) in [
+        ("iptables-legacy", &["-w", "5", "-t", "nat", "-S"][..]),
+        ("iptables-nft", &["-t", "nat", "-S"][..]),
+        ("nft", &["list", "ruleset"][..]),
+        ("nfacct", &["list"][..]),
+    ] {
+        if tools.contains(&tool) {
+            wanted.push((tool, args));
+        }
+    }
+    let todo: Vec<_> = wanted
+        .iter()
+        .filter(|(t, _)| !probes.contains_key(*t))
+        .collect();
+    if !todo.is_empty() {
+        match OwnedNetns::create_unique("kpsim-probe") {
+            Err(e) => {
+                let why = format!("cannot create a network namespace ({e})");
+                for (t, _) in &todo {
+                    probes.insert(t.to_string(), Err(why.clone()));
+                }
+            }
+            Ok(ns) => {
+                for (tool, args) in todo {
+                    let result = ns
+                        .runner()
+                        .check(tool, args, None)
+                        .map(|_| ())
+                        .map_err(|e| format!("the kernel does not support `{tool}` here ({e})"));
+                    probes.insert(tool.to_string(), result);
+                }
+            }
+        }
+    }
+    wanted.iter().try_for_each(|(t, _)| probes[*t].clone())
 }
 
 /// A new namespace for one test; deleted when dropped.

@@ -21,7 +21,8 @@
 //! **Error contract:** every tool failure is a
 //! [`DataplaneError`] whose `operation` is the command line that ran and
 //! whose `message` is what the tool said; a missing tool names its Debian
-//! package; a refused restore names the payload line and its text.
+//! package; a refused restore names the payload line and its text, and
+//! leaves nothing of its payload applied.
 //! **Invariant:** never reads the wall clock (callers time what they need).
 
 pub mod cleanup;
