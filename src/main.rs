@@ -31,8 +31,41 @@ enum Command {
     Run(RunArgs),
     /// Trace one new packet through a node holding these manifests' rules.
     Trace(TraceArgs),
+    /// Write one full sync of these manifests into the real kernel (root).
+    Apply(ApplyArgs),
+    /// Remove kube-proxy's rules from the real kernel, like `kube-proxy --cleanup`.
+    Cleanup(CleanupArgs),
     /// Print how per-packet rule evaluations grow with the service count.
     Scale(ScaleArgs),
+}
+
+#[derive(clap::Args)]
+struct ApplyArgs {
+    #[arg(long, value_parser = ["iptables", "ipvs", "nftables"])]
+    mode: Option<String>,
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    node: Option<String>,
+    #[arg(long = "node-ip")]
+    node_ips: Vec<IpAddr>,
+    /// Run inside this network namespace (`ip netns`), not the caller's.
+    #[arg(long)]
+    netns: Option<String>,
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct CleanupArgs {
+    /// Clean up one mode's objects.
+    #[arg(long, value_parser = ["iptables", "ipvs", "nftables"], conflicts_with = "all")]
+    mode: Option<String>,
+    /// Clean up every mode's objects (upstream's `kube-proxy --cleanup`).
+    #[arg(long)]
+    all: bool,
+    #[arg(long)]
+    netns: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -228,6 +261,46 @@ fn trace(args: TraceArgs) -> Result<()> {
     Ok(())
 }
 
+fn apply(args: ApplyArgs) -> Result<()> {
+    let config = load_config(args.config.as_ref(), args.mode.as_deref())?;
+    let manifests = load_manifests(&args.files)?;
+    let req = RenderRequest {
+        config,
+        manifests,
+        node: args.node,
+        node_ips: args.node_ips,
+        family: None,
+    };
+    let report = kpsim::kernel_apply::apply(&req, args.netns.as_deref())?;
+    print!("{}", report.summary());
+    Ok(())
+}
+
+fn cleanup(args: CleanupArgs) -> Result<()> {
+    use kpsim::kernel_apply::CleanupScope;
+    let scope = match (args.all, args.mode.as_deref()) {
+        (true, _) | (false, None) => CleanupScope::All,
+        (false, Some(m)) => CleanupScope::Mode(Mode::parse(m).map_err(anyhow::Error::msg)?),
+    };
+    let outcome = kpsim::kernel_apply::cleanup(scope, args.netns.as_deref())?;
+    for removed in &outcome.report.removed {
+        println!("removed {removed}");
+    }
+    for note in &outcome.not_done {
+        eprintln!("kpsim: not done: {note}");
+    }
+    if !outcome.report.is_ok() {
+        let errors: Vec<String> = outcome
+            .report
+            .errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        anyhow::bail!("cleanup finished with errors:\n{}", errors.join("\n"));
+    }
+    Ok(())
+}
+
 fn scale(args: ScaleArgs) -> Result<()> {
     let rows = kpsim::scale::measure(&args.services, args.seed)?;
     match args.output {
@@ -275,6 +348,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Trace(args) => trace(args).map(|()| true),
         Command::Scale(args) => scale(args).map(|()| true),
+        Command::Apply(args) => apply(args).map(|()| true),
+        Command::Cleanup(args) => cleanup(args).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
