@@ -11,6 +11,7 @@ use proxier::dataplane::recording::{RecordingIptables, RecordingKernel};
 use proxier::iptables::{Options, Proxier};
 use proxier::k8s::{IpFamily, Manifests};
 use proxier::node::NodeInfo;
+use proxier::provider::Provider;
 
 fn kernel() -> RecordingKernel {
     RecordingKernel {

@@ -16,6 +16,7 @@
 //! the plain `nft -f` finished: kpsim writes the same transaction. Needs
 //! root, iproute2, iptables, nftables and nfacct.
 
+use proxier::provider::Provider;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -8,6 +8,7 @@ use proxier::dataplane::recording::{RecordingIptables, RecordingKernel};
 use proxier::iptables::{Options, Proxier};
 use proxier::k8s::IpFamily;
 use proxier::node::NodeInfo;
+use proxier::provider::Provider;
 
 fn main() {
     let m = cluster(&Shape {

@@ -24,6 +24,7 @@ use proxier::k8s::IpFamily;
 use proxier::kernel::cleanup::{self as kcleanup, CleanupReport};
 use proxier::kernel::{Detection, HostKernel, KernelOptions, KernelWrite};
 use proxier::node::NodeInfo;
+use proxier::provider::Provider;
 use proxier::{iptables, nftables};
 
 use crate::oneshot::{resolve_node, RenderRequest};

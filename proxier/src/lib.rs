@@ -32,3 +32,4 @@ pub mod provider;
 pub mod service_port;
 pub mod sync_runner;
 pub mod topology;
+pub mod watch;

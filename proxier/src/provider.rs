@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use crate::clock::Timestamp;
 use crate::dataplane::{DataplaneError, Kernel};
 use crate::k8s::{EndpointSlice, NamespacedName, Service};
+use crate::watch::WatchState;
 
 /// The outcome of one sync, in terms common to every mode.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,26 +28,48 @@ pub struct SyncSummary {
 pub trait Provider {
     /// The mode's name (`iptables`, `ipvs`, `nftables`).
     fn mode(&self) -> &'static str;
+    /// The state every mode keeps between syncs.
+    fn watch(&self) -> &WatchState;
+    fn watch_mut(&mut self) -> &mut WatchState;
+
     /// A Service was added/updated (`Some`) or deleted (`None`); returns
     /// whether a sync is wanted.
-    fn on_service(&mut self, name: &NamespacedName, service: Option<&Service>) -> bool;
+    fn on_service(&mut self, name: &NamespacedName, service: Option<&Service>) -> bool {
+        self.watch_mut().on_service(name, service)
+    }
     /// An EndpointSlice was added/updated or deleted; returns whether a sync
     /// is wanted.
-    fn on_endpoint_slice(&mut self, name: &NamespacedName, slice: Option<&EndpointSlice>) -> bool;
+    fn on_endpoint_slice(&mut self, name: &NamespacedName, slice: Option<&EndpointSlice>) -> bool {
+        self.watch_mut().on_endpoint_slice(name, slice)
+    }
     /// This node's labels; returns whether a sync is wanted.
-    fn on_node_labels(&mut self, labels: BTreeMap<String, String>) -> bool;
+    fn on_node_labels(&mut self, labels: BTreeMap<String, String>) -> bool {
+        self.watch_mut().on_node_labels(labels)
+    }
     /// The cluster's service CIDRs (from ServiceCIDR objects); returns
     /// whether a sync is wanted. Only nftables mode uses them.
     fn on_service_cidrs(&mut self, _cidrs: Vec<ipnet::IpNet>) -> bool {
         false
     }
     /// The initial Service list has been delivered.
-    fn on_services_synced(&mut self);
+    fn on_services_synced(&mut self) {
+        self.watch_mut().on_services_synced()
+    }
     /// The initial EndpointSlice list has been delivered.
-    fn on_endpoint_slices_synced(&mut self);
-    /// The next sync must rewrite everything.
-    fn force_full_sync(&mut self);
-    /// One sync; on error the next one is full.
+    fn on_endpoint_slices_synced(&mut self) {
+        self.watch_mut().on_endpoint_slices_synced()
+    }
+    /// Both initial lists are in; syncs may run.
+    fn initialized(&self) -> bool {
+        self.watch().initialized()
+    }
+    /// The next sync must rewrite everything (upstream does this when its
+    /// canary chain disappears).
+    fn force_full_sync(&mut self) {
+        self.watch_mut().need_full_sync = true;
+    }
+    /// One sync; does nothing until [`initialized`](Provider::initialized);
+    /// on error the next one is full.
     fn sync(
         &mut self,
         now: Timestamp,

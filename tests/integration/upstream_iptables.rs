@@ -4,6 +4,7 @@
 
 use crate::support::iptables_dump;
 use crate::support::upstream::{all_fixtures, load, load_value, Fixture, Replay};
+use proxier::provider::Provider;
 
 fn metric(value: &Option<serde_yaml::Value>, path: &[&str]) -> Option<usize> {
     let mut v = value.as_ref()?;

@@ -2,6 +2,7 @@
 //! line, a throwaway namespace, the host-rules guard, and the simulator's
 //! view of the same input.
 
+use proxier::provider::Provider;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;

@@ -24,10 +24,11 @@ use crate::changes::{ApplyResult, Tracker};
 use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::dataplane::{chains_in_save, DataplaneError, Kernel, RestoreFlags, Table};
-use crate::k8s::{EndpointSlice, IpFamily, NamespacedName, Service};
+use crate::k8s::IpFamily;
 use crate::local_detect::LocalDetector;
 use crate::node::NodeInfo;
 use crate::nodeport_addresses::NodePortAddresses;
+use crate::watch::WatchState;
 use buffer::{line, LineBuffer};
 use names::*;
 
@@ -108,15 +109,11 @@ pub struct SyncStats {
 #[derive(Debug, Clone)]
 pub struct Proxier {
     family: IpFamily,
-    tracker: Tracker,
-    node: NodeInfo,
+    watch: WatchState,
     options: Options,
     conntrack_tcp_liberal: bool,
     /// Which nfacct counters exist (only rules for existing ones are written).
     nfacct_counters: BTreeMap<&'static str, bool>,
-    services_synced: bool,
-    slices_synced: bool,
-    need_full_sync: bool,
     last_full_sync: Option<Timestamp>,
     last_cleanup: Option<Timestamp>,
     large_cluster_mode: bool,
@@ -149,8 +146,7 @@ impl Proxier {
         }
         Ok(Proxier {
             family,
-            tracker: Tracker::new(family, &node.name),
-            node,
+            watch: WatchState::new(family, node),
             options,
             conntrack_tcp_liberal,
             nfacct_counters: [
@@ -159,9 +155,6 @@ impl Proxier {
             ]
             .into_iter()
             .collect(),
-            services_synced: false,
-            slices_synced: false,
-            need_full_sync: true,
             last_full_sync: None,
             last_cleanup: None,
             large_cluster_mode: false,
@@ -174,52 +167,6 @@ impl Proxier {
         self.family
     }
 
-    /// A service was added, updated or deleted (`None`). Returns whether a
-    /// sync is wanted.
-    pub fn on_service(&mut self, name: &NamespacedName, service: Option<&Service>) -> bool {
-        self.tracker.on_service(name, service) && self.initialized()
-    }
-
-    /// An EndpointSlice was added, updated or deleted (`None`).
-    pub fn on_endpoint_slice(
-        &mut self,
-        name: &NamespacedName,
-        slice: Option<&EndpointSlice>,
-    ) -> bool {
-        self.tracker.on_endpoint_slice(name, slice) && self.initialized()
-    }
-
-    /// This node's labels changed: forces a full sync (topology may differ).
-    pub fn on_node_labels(&mut self, labels: BTreeMap<String, String>) -> bool {
-        if labels == self.node.labels {
-            return false;
-        }
-        self.node.labels = labels;
-        self.need_full_sync = true;
-        true
-    }
-
-    /// The initial list of services has been delivered.
-    pub fn on_services_synced(&mut self) {
-        self.services_synced = true;
-    }
-
-    /// The initial list of EndpointSlices has been delivered.
-    pub fn on_endpoint_slices_synced(&mut self) {
-        self.slices_synced = true;
-    }
-
-    /// Both initial lists are in; syncs may run.
-    pub fn initialized(&self) -> bool {
-        self.services_synced && self.slices_synced
-    }
-
-    /// Forces the next sync to be full (upstream does this when its canary
-    /// chain disappears).
-    pub fn force_full_sync(&mut self) {
-        self.need_full_sync = true;
-    }
-
     /// Sets when stale chains were last cleaned up. Upstream's tests poke
     /// this field to exercise large-cluster mode's cleanup throttle; the
     /// replay of those tests does the same.
@@ -228,7 +175,7 @@ impl Proxier {
     }
 
     pub fn tracker(&self) -> &Tracker {
-        &self.tracker
+        &self.watch.tracker
     }
 
     pub fn last_stats(&self) -> &SyncStats {
@@ -256,17 +203,17 @@ impl Proxier {
         now: Timestamp,
         kernel: &mut dyn Kernel,
     ) -> Result<SyncStats, DataplaneError> {
-        if !self.initialized() {
+        if !self.watch.initialized() {
             return Ok(SyncStats::default());
         }
-        let full = self.need_full_sync
+        let full = self.watch.need_full_sync
             || self
                 .last_full_sync
                 .is_none_or(|t| now.since(t) > FULL_SYNC_PERIOD);
-        let changes = self.tracker.apply();
+        let changes = self.watch.tracker.apply();
         match self.sync_inner(now, full, &changes, kernel) {
             Ok(stats) => {
-                self.need_full_sync = false;
+                self.watch.need_full_sync = false;
                 if full {
                     self.last_full_sync = Some(now);
                 }
@@ -276,7 +223,7 @@ impl Proxier {
             Err(e) => {
                 // The changes are folded in already; only a full sync can
                 // bring the kernel back in line.
-                self.need_full_sync = true;
+                self.watch.need_full_sync = true;
                 Err(e)
             }
         }
@@ -350,14 +297,16 @@ impl Proxier {
         }
 
         let total_endpoints: usize = self
+            .watch
             .tracker
             .service_ports()
             .keys()
-            .map(|k| self.tracker.endpoints(k).len())
+            .map(|k| self.watch.tracker.endpoints(k).len())
             .sum();
         self.large_cluster_mode = total_endpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
 
         let max_endpoints = self
+            .watch
             .tracker
             .all_endpoints()
             .values()
@@ -370,7 +319,7 @@ impl Proxier {
         // every insert, and this holds a name per endpoint.
         let mut active_nat_chains: Vec<String> = Vec::new();
         let mut skipped = Payload::discarding();
-        for (name, svc) in self.tracker.service_ports() {
+        for (name, svc) in self.watch.tracker.service_ports() {
             let rewrite = full || changes.touches(&name.service);
             self.write_service(
                 name,
@@ -436,12 +385,12 @@ impl Proxier {
             .restore_all(&payload, RestoreFlags::KUBE_PROXY)?;
 
         if changes.conntrack_cleanup_required {
-            crate::conntrack_cleanup::clean_stale_entries(&self.tracker, kernel.conntrack())?;
+            crate::conntrack_cleanup::clean_stale_entries(&self.watch.tracker, kernel.conntrack())?;
         }
 
         Ok(SyncStats {
             full,
-            services: self.tracker.service_ports().len(),
+            services: self.watch.tracker.service_ports().len(),
             endpoints: total_endpoints,
             filter_chains: out.filter_chains.lines(),
             filter_rules: out.filter_rules.lines(),
@@ -477,7 +426,7 @@ impl Proxier {
         for ip in self
             .options
             .node_port_addresses
-            .node_ips(&self.node.interface_addresses)
+            .node_ips(&self.watch.node.interface_addresses)
         {
             if ip.is_loopback() && (is_ipv6 || !self.options.localhost_node_ports) {
                 continue;
@@ -490,7 +439,7 @@ impl Proxier {
     }
 
     fn node_ip(&self) -> Option<IpAddr> {
-        self.node.primary_ip(self.family)
+        self.watch.node.primary_ip(self.family)
     }
 }
 
@@ -536,23 +485,11 @@ impl crate::provider::Provider for Proxier {
     fn mode(&self) -> &'static str {
         "iptables"
     }
-    fn on_service(&mut self, name: &NamespacedName, service: Option<&Service>) -> bool {
-        Proxier::on_service(self, name, service)
+    fn watch(&self) -> &WatchState {
+        &self.watch
     }
-    fn on_endpoint_slice(&mut self, name: &NamespacedName, slice: Option<&EndpointSlice>) -> bool {
-        Proxier::on_endpoint_slice(self, name, slice)
-    }
-    fn on_node_labels(&mut self, labels: BTreeMap<String, String>) -> bool {
-        Proxier::on_node_labels(self, labels)
-    }
-    fn on_services_synced(&mut self) {
-        Proxier::on_services_synced(self)
-    }
-    fn on_endpoint_slices_synced(&mut self) {
-        Proxier::on_endpoint_slices_synced(self)
-    }
-    fn force_full_sync(&mut self) {
-        Proxier::force_full_sync(self)
+    fn watch_mut(&mut self) -> &mut WatchState {
+        &mut self.watch
     }
     fn sync(
         &mut self,

@@ -25,8 +25,8 @@ impl Proxier {
         skipped: &mut Payload,
         active_nat_chains: &mut Vec<String>,
     ) {
-        let endpoints = self.tracker.endpoints(name);
-        let cat = categorize_endpoints(endpoints, svc, &self.node.labels);
+        let endpoints = self.watch.tracker.endpoints(name);
+        let cat = categorize_endpoints(endpoints, svc, &self.watch.node.labels);
 
         let proto = svc.protocol.lower();
         let svc_name = name.to_string();

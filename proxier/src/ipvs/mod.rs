@@ -43,10 +43,11 @@ use crate::changes::Tracker;
 use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::dataplane::{DataplaneError, Kernel, RestoreFlags};
-use crate::k8s::{EndpointSlice, IpFamily, NamespacedName, Service};
+use crate::k8s::IpFamily;
 use crate::local_detect::LocalDetector;
 use crate::node::NodeInfo;
 use crate::nodeport_addresses::NodePortAddresses;
+use crate::watch::WatchState;
 pub use graceful::{unique_rs_name, GracefulTermination, RS_CHECK_DELETE_INTERVAL};
 use ipsets::IpSet;
 use names::{IPSET_INFO, KUBE_IPVS_IPS};
@@ -137,16 +138,13 @@ pub struct SyncStats {
 #[derive(Debug, Clone)]
 pub struct Proxier {
     family: IpFamily,
-    tracker: Tracker,
-    node: NodeInfo,
+    watch: WatchState,
     options: Options,
     /// kube-proxy's sets by their base (IPv4) name.
     ipsets: BTreeMap<&'static str, IpSet>,
     graceful: GracefulTermination,
     /// The first sync after start resets weights of existing destinations.
     initial_sync: bool,
-    services_synced: bool,
-    slices_synced: bool,
     last_payload: String,
     last_stats: SyncStats,
 }
@@ -202,14 +200,11 @@ impl Proxier {
             .collect();
         Ok(Proxier {
             family,
-            tracker: Tracker::new(family, &node.name),
-            node,
+            watch: WatchState::new(family, node),
             options,
             ipsets,
             graceful: GracefulTermination::new(now),
             initial_sync: true,
-            services_synced: false,
-            slices_synced: false,
             last_payload: String::new(),
             last_stats: SyncStats {
                 warnings,
@@ -222,45 +217,8 @@ impl Proxier {
         self.family
     }
 
-    /// A service was added, updated or deleted (`None`). Returns whether a
-    /// sync is wanted.
-    pub fn on_service(&mut self, name: &NamespacedName, service: Option<&Service>) -> bool {
-        self.tracker.on_service(name, service) && self.initialized()
-    }
-
-    /// An EndpointSlice was added, updated or deleted (`None`).
-    pub fn on_endpoint_slice(
-        &mut self,
-        name: &NamespacedName,
-        slice: Option<&EndpointSlice>,
-    ) -> bool {
-        self.tracker.on_endpoint_slice(name, slice) && self.initialized()
-    }
-
-    /// This node's labels changed (topology may differ).
-    pub fn on_node_labels(&mut self, labels: BTreeMap<String, String>) -> bool {
-        if labels == self.node.labels {
-            return false;
-        }
-        self.node.labels = labels;
-        true
-    }
-
-    pub fn on_services_synced(&mut self) {
-        self.services_synced = true;
-    }
-
-    pub fn on_endpoint_slices_synced(&mut self) {
-        self.slices_synced = true;
-    }
-
-    /// Both initial lists are in; syncs may run.
-    pub fn initialized(&self) -> bool {
-        self.services_synced && self.slices_synced
-    }
-
     pub fn tracker(&self) -> &Tracker {
-        &self.tracker
+        &self.watch.tracker
     }
 
     pub fn last_stats(&self) -> &SyncStats {
@@ -295,18 +253,19 @@ impl Proxier {
         _now: Timestamp,
         kernel: &mut dyn Kernel,
     ) -> Result<SyncStats, DataplaneError> {
-        if !self.initialized() {
+        if !self.watch.initialized() {
             return Ok(SyncStats::default());
         }
-        let changes = self.tracker.apply();
+        let changes = self.watch.tracker.apply();
         let result = self.sync_inner(kernel);
         // Upstream clears it however the first sync ends.
         self.initial_sync = false;
         let mut stats = result?;
         if changes.conntrack_cleanup_required {
-            if let Err(e) =
-                crate::conntrack_cleanup::clean_stale_entries(&self.tracker, kernel.conntrack())
-            {
+            if let Err(e) = crate::conntrack_cleanup::clean_stale_entries(
+                &self.watch.tracker,
+                kernel.conntrack(),
+            ) {
                 stats.warnings.push(e);
             }
         }
@@ -347,6 +306,7 @@ impl Proxier {
             Err(e) => state.warnings.push(e),
         }
         let has_node_port = self
+            .watch
             .tracker
             .service_ports()
             .values()
@@ -357,7 +317,7 @@ impl Proxier {
             } else {
                 self.options
                     .node_port_addresses
-                    .node_ips(&self.node.interface_addresses)
+                    .node_ips(&self.watch.node.interface_addresses)
                     .into_iter()
                     .filter(|ip| !ip.is_loopback())
                     .collect()
@@ -366,15 +326,15 @@ impl Proxier {
 
         let mut sync = services::ServiceSync {
             family,
-            tracker: &self.tracker,
-            node: &self.node,
+            tracker: &self.watch.tracker,
+            node: &self.watch.node,
             options: &self.options,
             initial_sync: self.initial_sync,
             ipsets: &mut self.ipsets,
             graceful: &mut self.graceful,
             state: &mut state,
         };
-        for (name, svc) in self.tracker.service_ports() {
+        for (name, svc) in self.watch.tracker.service_ports() {
             sync.sync_service_port(name, svc, kernel);
         }
 
@@ -423,8 +383,14 @@ impl Proxier {
         );
 
         Ok(SyncStats {
-            services: self.tracker.service_ports().len(),
-            endpoints: self.tracker.all_endpoints().values().map(Vec::len).sum(),
+            services: self.watch.tracker.service_ports().len(),
+            endpoints: self
+                .watch
+                .tracker
+                .all_endpoints()
+                .values()
+                .map(Vec::len)
+                .sum(),
             virtual_servers: state.active_services.len(),
             bound_addresses: state.active_bind.len(),
             nat_rules: out.nat_rules.lines(),
@@ -440,20 +406,11 @@ impl crate::provider::Provider for Proxier {
     fn mode(&self) -> &'static str {
         "ipvs"
     }
-    fn on_service(&mut self, name: &NamespacedName, service: Option<&Service>) -> bool {
-        Proxier::on_service(self, name, service)
+    fn watch(&self) -> &WatchState {
+        &self.watch
     }
-    fn on_endpoint_slice(&mut self, name: &NamespacedName, slice: Option<&EndpointSlice>) -> bool {
-        Proxier::on_endpoint_slice(self, name, slice)
-    }
-    fn on_node_labels(&mut self, labels: BTreeMap<String, String>) -> bool {
-        Proxier::on_node_labels(self, labels)
-    }
-    fn on_services_synced(&mut self) {
-        Proxier::on_services_synced(self)
-    }
-    fn on_endpoint_slices_synced(&mut self) {
-        Proxier::on_endpoint_slices_synced(self)
+    fn watch_mut(&mut self) -> &mut WatchState {
+        &mut self.watch
     }
     fn force_full_sync(&mut self) {
         // Every IPVS sync is full.

@@ -3,6 +3,7 @@
 //! their data inline; whole-sync behaviour is replayed from fixtures in
 //! `tests/integration/upstream_ipvs.rs`.
 
+use crate::provider::Provider;
 use std::collections::BTreeSet;
 
 use super::services::{clean_legacy_services, ServiceSync, SyncState};
@@ -111,8 +112,8 @@ fn sync_service_like_upstream() {
         };
         let mut sync = ServiceSync {
             family: IpFamily::V4,
-            tracker: &p.tracker,
-            node: &p.node,
+            tracker: &p.watch.tracker,
+            node: &p.watch.node,
             options: &p.options,
             initial_sync: true,
             ipsets: &mut p.ipsets,

@@ -36,10 +36,11 @@ use crate::changes::Tracker;
 use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::dataplane::{DataplaneError, Kernel};
-use crate::k8s::{EndpointSlice, IpFamily, NamespacedName, Service};
+use crate::k8s::IpFamily;
 use crate::local_detect::LocalDetector;
 use crate::node::NodeInfo;
 use crate::nodeport_addresses::NodePortAddresses;
+use crate::watch::WatchState;
 use elements::ElementStorage;
 use listing::Listing;
 use names::*;
@@ -98,14 +99,10 @@ pub struct SyncStats {
 #[derive(Debug, Clone)]
 pub struct Proxier {
     family: IpFamily,
-    tracker: Tracker,
-    node: NodeInfo,
+    watch: WatchState,
     options: Options,
     /// Comma-joined ServiceCIDRs of this family, as upstream keeps them.
     service_cidrs: String,
-    services_synced: bool,
-    slices_synced: bool,
-    need_full_sync: bool,
     /// Whether the base chains were re-created once (upstream's `flushed`).
     flushed: bool,
     stale_chains: BTreeMap<String, Timestamp>,
@@ -124,13 +121,9 @@ impl Proxier {
     pub fn new(family: IpFamily, node: NodeInfo, options: Options) -> Self {
         Proxier {
             family,
-            tracker: Tracker::new(family, &node.name),
-            node,
+            watch: WatchState::new(family, node),
             options,
             service_cidrs: String::new(),
-            services_synced: false,
-            slices_synced: false,
-            need_full_sync: true,
             flushed: false,
             stale_chains: BTreeMap::new(),
             cluster_ips: ElementStorage::set(CLUSTER_IPS_SET),
@@ -151,31 +144,6 @@ impl Proxier {
     /// `ip` or `ip6`: the nftables family of the table.
     pub fn nft_family(&self) -> &'static str {
         self.ip_x()
-    }
-
-    /// A service was added, updated or deleted (`None`). Returns whether a
-    /// sync is wanted.
-    pub fn on_service(&mut self, name: &NamespacedName, service: Option<&Service>) -> bool {
-        self.tracker.on_service(name, service) && self.initialized()
-    }
-
-    /// An EndpointSlice was added, updated or deleted (`None`).
-    pub fn on_endpoint_slice(
-        &mut self,
-        name: &NamespacedName,
-        slice: Option<&EndpointSlice>,
-    ) -> bool {
-        self.tracker.on_endpoint_slice(name, slice) && self.initialized()
-    }
-
-    /// This node's labels changed: forces a full sync (topology may differ).
-    pub fn on_node_labels(&mut self, labels: BTreeMap<String, String>) -> bool {
-        if labels == self.node.labels {
-            return false;
-        }
-        self.node.labels = labels;
-        self.need_full_sync = true;
-        true
     }
 
     /// The complete list of ServiceCIDRs changed (upstream's
@@ -199,25 +167,8 @@ impl Proxier {
         &self.service_cidrs
     }
 
-    pub fn on_services_synced(&mut self) {
-        self.services_synced = true;
-    }
-
-    pub fn on_endpoint_slices_synced(&mut self) {
-        self.slices_synced = true;
-    }
-
-    /// Both initial lists are in; syncs may run.
-    pub fn initialized(&self) -> bool {
-        self.services_synced && self.slices_synced
-    }
-
-    pub fn force_full_sync(&mut self) {
-        self.need_full_sync = true;
-    }
-
     pub fn tracker(&self) -> &Tracker {
-        &self.tracker
+        &self.watch.tracker
     }
 
     pub fn last_stats(&self) -> &SyncStats {
@@ -252,11 +203,11 @@ impl Proxier {
         now: Timestamp,
         kernel: &mut dyn Kernel,
     ) -> Result<SyncStats, DataplaneError> {
-        if !self.initialized() {
+        if !self.watch.initialized() {
             return Ok(SyncStats::default());
         }
-        let mut full = self.need_full_sync;
-        let changes = self.tracker.apply();
+        let mut full = self.watch.need_full_sync;
+        let changes = self.watch.tracker.apply();
         let family = self.ip_x();
 
         // Chains that have been stale long enough go first, on their own:
@@ -294,11 +245,11 @@ impl Proxier {
         let result = self.write_and_run(now, full, &changes, listing_ref, kernel);
         match result {
             Ok(mut stats) => {
-                self.need_full_sync = false;
+                self.watch.need_full_sync = false;
                 stats.stale_chains_deleted = due.len();
                 if changes.conntrack_cleanup_required {
                     crate::conntrack_cleanup::clean_stale_entries(
-                        &self.tracker,
+                        &self.watch.tracker,
                         kernel.conntrack(),
                     )?;
                 }
@@ -309,7 +260,7 @@ impl Proxier {
                 // The changes are folded in already; only a full sync can
                 // bring the kernel back in line. The flushes recorded as
                 // stale never happened.
-                self.need_full_sync = true;
+                self.watch.need_full_sync = true;
                 self.stale_chains.clear();
                 Err(e)
             }
@@ -339,8 +290,11 @@ impl Proxier {
             no_local_internal: 0,
             no_local_external: 0,
         };
-        let ports: Vec<_> = self.tracker.service_ports().keys().cloned().collect();
-        let total_endpoints: usize = ports.iter().map(|p| self.tracker.endpoints(p).len()).sum();
+        let ports: Vec<_> = self.watch.tracker.service_ports().keys().cloned().collect();
+        let total_endpoints: usize = ports
+            .iter()
+            .map(|p| self.watch.tracker.endpoints(p).len())
+            .sum();
         for name in &ports {
             self.write_service(&mut tx, name, &mut ctx);
         }
@@ -386,30 +340,14 @@ impl crate::provider::Provider for Proxier {
     fn mode(&self) -> &'static str {
         "nftables"
     }
-    fn on_service(&mut self, name: &NamespacedName, service: Option<&Service>) -> bool {
-        Proxier::on_service(self, name, service)
+    fn watch(&self) -> &WatchState {
+        &self.watch
     }
-    fn on_endpoint_slice(
-        &mut self,
-        name: &NamespacedName,
-        slice: Option<&crate::k8s::EndpointSlice>,
-    ) -> bool {
-        Proxier::on_endpoint_slice(self, name, slice)
-    }
-    fn on_node_labels(&mut self, labels: BTreeMap<String, String>) -> bool {
-        Proxier::on_node_labels(self, labels)
+    fn watch_mut(&mut self) -> &mut WatchState {
+        &mut self.watch
     }
     fn on_service_cidrs(&mut self, cidrs: Vec<IpNet>) -> bool {
         Proxier::on_service_cidrs(self, cidrs)
-    }
-    fn on_services_synced(&mut self) {
-        Proxier::on_services_synced(self)
-    }
-    fn on_endpoint_slices_synced(&mut self) {
-        Proxier::on_endpoint_slices_synced(self)
-    }
-    fn force_full_sync(&mut self) {
-        Proxier::force_full_sync(self)
     }
     fn sync(
         &mut self,

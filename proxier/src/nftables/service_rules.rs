@@ -53,9 +53,9 @@ impl Proxier {
         name: &ServicePortName,
         ctx: &mut SyncContext<'_>,
     ) {
-        let svc = self.tracker.service_ports()[name].clone();
-        let endpoints = self.tracker.endpoints(name).to_vec();
-        let cat = categorize_endpoints(&endpoints, &svc, &self.node.labels);
+        let svc = self.watch.tracker.service_ports()[name].clone();
+        let endpoints = self.watch.tracker.endpoints(name).to_vec();
+        let cat = categorize_endpoints(&endpoints, &svc, &self.watch.node.labels);
         let ip_x = self.ip_x();
         let proto = svc.protocol.lower();
         let svc_name = name.to_string();
@@ -316,7 +316,7 @@ impl Proxier {
         if uses_fw_chain {
             let mut sources: Vec<String> = Vec::new();
             let mut allow_from_node = false;
-            let node_ip = self.node.primary_ip(self.family);
+            let node_ip = self.watch.node.primary_ip(self.family);
             for cidr in &svc.load_balancer_source_ranges {
                 sources.push(cidr.to_string());
                 allow_from_node |= node_ip.is_some_and(|ip| cidr.contains(&ip));

@@ -202,7 +202,7 @@ impl Proxier {
             let ips = self
                 .options
                 .node_port_addresses
-                .node_ips(&self.node.interface_addresses);
+                .node_ips(&self.watch.node.interface_addresses);
             // Localhost NodePorts are not supported in nftables mode.
             for ip in ips.into_iter().filter(|ip| !ip.is_loopback()) {
                 tx.add(Object::Element(Element {

@@ -4,6 +4,7 @@
 use super::*;
 use crate::dataplane::recording::RecordingKernel;
 use crate::k8s;
+use crate::provider::Provider;
 
 fn proxier(family: IpFamily) -> Proxier {
     let config =

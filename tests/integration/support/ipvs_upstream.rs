@@ -4,6 +4,7 @@
 //! proxier set up like `NewFakeProxier`, and the steps a fixture takes.
 //! Expectations are checked by `upstream_ipvs.rs`.
 
+use proxier::provider::Provider;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

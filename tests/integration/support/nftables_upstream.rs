@@ -3,6 +3,7 @@
 //! them, and a proxier set up like upstream's `NewFakeProxier` over the
 //! stateful fake `nft`.
 
+use proxier::provider::Provider;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

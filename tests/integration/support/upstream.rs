@@ -2,6 +2,7 @@
 //! `tests/fixtures/upstream/iptables/` (see that folder's README for the
 //! format and for the fake proxier's settings these mirror).
 
+use proxier::provider::Provider;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
