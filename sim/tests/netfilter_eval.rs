@@ -124,6 +124,7 @@ fn check(w: &mut World, table: TableId, pkt: &Pkt) -> (ChainOutcome, u32, Trace)
         out_iface: None,
         mark: pkt.mark,
         ctstate: pkt.ctstate,
+        ipvs: None,
     };
     let mut env = Env {
         now: w.now,
@@ -410,6 +411,7 @@ COMMIT\n";
         out_iface: None,
         mark: 0,
         ctstate: CtStates::NEW,
+        ipvs: None,
     };
     let mut env = Env {
         now: w.now,
@@ -445,6 +447,7 @@ COMMIT\n";
         out_iface: None,
         mark: 0,
         ctstate: CtStates::NEW,
+        ipvs: None,
     };
     let mut env = Env {
         now: w.now,

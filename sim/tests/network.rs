@@ -422,6 +422,27 @@ fn load_balancer_spreads_over_nodes_and_skips_a_node_that_is_down() {
 }
 
 #[test]
+fn an_icmp_error_behind_a_proxying_balancer_reaches_the_client() {
+    let mut net = cluster(
+        8,
+        LbMode::NodePort {
+            preserve_source: false,
+        },
+    );
+    // Nothing listens on UDP 30053 on the nodes: they answer with a port
+    // unreachable addressed to the balancer, which translates it back.
+    net.lb_forward("lb", Protocol::Udp, 53, 30053, &["node-a", "node-b"])
+        .unwrap();
+    let r = net
+        .send_udp("laptop", (ip("198.51.100.10"), 53), t(0), false)
+        .unwrap();
+    let Outcome::Unreachable { by } = &r.outcome else {
+        panic!("{:?}", r.outcome)
+    };
+    assert!(by.starts_with("198.51.100.10"), "{by}");
+}
+
+#[test]
 fn load_balancer_preserving_the_source_with_local_policy() {
     let mut net = default_cluster(6);
     net.lb_forward("lb", Protocol::Tcp, 81, 30081, &["node-a", "node-b"])

@@ -20,6 +20,7 @@
 //! entry; NAT setup and application return [`NatError`]; deletion and
 //! listing cannot fail. Operations on an unknown entry id are no-ops.
 
+mod alter;
 mod config;
 mod entry;
 mod list;

@@ -111,14 +111,18 @@ impl Ipvs {
             });
         }
         let svc_id = svc.id;
-        let revived = self.trash.iter().position(|id| {
-            self.dests
-                .get(id)
-                .is_some_and(|d| d.addr == spec.addr && d.service == *key)
+        // `ip_vs_trash_get_dest`: the most recently deleted match.
+        let revived = self
+            .trash_index
+            .range((*key, spec.addr, 0)..=(*key, spec.addr, u64::MAX))
+            .next_back()
+            .copied();
+        let revived = revived.and_then(|entry| {
+            self.trash_index.remove(&entry);
+            self.trash.remove(&entry.2)
         });
         let id = match revived {
-            Some(pos) => {
-                let id = self.trash.remove(pos);
+            Some(id) => {
                 if self.trash.is_empty() {
                     self.trash_timer = None;
                 }
@@ -322,9 +326,11 @@ impl Ipvs {
         if self.trash.is_empty() {
             self.trash_timer = Some(now + Duration::from_secs(60));
         }
+        let seq = self.fresh_id();
         if let Some(d) = self.dests.get_mut(&id) {
             d.idle_start = None;
+            self.trash_index.insert((d.service, d.addr, seq));
         }
-        self.trash.insert(0, id);
+        self.trash.insert(seq, id);
     }
 }

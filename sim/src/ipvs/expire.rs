@@ -122,27 +122,29 @@ impl Ipvs {
 
     /// `ip_vs_dest_trash_expire` at `at`.
     fn trash_tick(&mut self, at: Instant) {
-        let mut keep = Vec::with_capacity(self.trash.len());
-        for id in std::mem::take(&mut self.trash) {
-            let Some(d) = self.dests.get_mut(&id) else {
+        let mut gone = Vec::new();
+        for (seq, id) in &self.trash {
+            let Some(d) = self.dests.get_mut(id) else {
+                gone.push((*seq, None));
                 continue;
             };
             if d.refs > 0 {
-                keep.push(id);
                 continue;
             }
             match d.idle_start {
-                Some(t) if at < t + TRASH_PERIOD => keep.push(id),
-                Some(_) => {
-                    self.dests.remove(&id);
-                }
-                None => {
-                    d.idle_start = Some(at);
-                    keep.push(id);
-                }
+                Some(t) if at < t + TRASH_PERIOD => {}
+                Some(_) => gone.push((*seq, Some((d.service, d.addr)))),
+                None => d.idle_start = Some(at),
             }
         }
-        self.trash = keep;
+        for (seq, key) in gone {
+            if let Some(id) = self.trash.remove(&seq) {
+                self.dests.remove(&id);
+            }
+            if let Some((svc, addr)) = key {
+                self.trash_index.remove(&(svc, addr, seq));
+            }
+        }
         self.trash_timer = (!self.trash.is_empty()).then(|| at + TRASH_PERIOD / 2);
     }
 

@@ -74,8 +74,13 @@ pub struct Ipvs {
     timeouts: Timeouts,
     services: BTreeMap<ServiceKey, Service>,
     dests: BTreeMap<DestId, Dest>,
-    /// `ipvs->dest_trash`, most recently deleted first.
-    trash: Vec<DestId>,
+    /// `ipvs->dest_trash` by deletion sequence (the kernel's list, most
+    /// recently deleted first, is this map in reverse).
+    trash: BTreeMap<u64, DestId>,
+    /// The trash by (service, address, sequence), to find a real server to
+    /// revive without walking the list (a sync that churns thousands of
+    /// destinations would otherwise take quadratic time).
+    trash_index: std::collections::BTreeSet<(ServiceKey, SocketAddr, u64)>,
     trash_timer: Option<Instant>,
     conns: ConnTable,
     next_id: u64,
@@ -97,7 +102,8 @@ impl Ipvs {
             timeouts: Timeouts::default(),
             services: BTreeMap::new(),
             dests: BTreeMap::new(),
-            trash: Vec::new(),
+            trash: BTreeMap::new(),
+            trash_index: std::collections::BTreeSet::new(),
             trash_timer: None,
             conns: ConnTable::default(),
             next_id: 0,
@@ -151,7 +157,8 @@ impl Ipvs {
     /// connections (`ipvs->dest_trash`), most recently deleted first.
     pub fn trash(&self) -> Vec<&Dest> {
         self.trash
-            .iter()
+            .values()
+            .rev()
             .filter_map(|d| self.dests.get(d))
             .collect()
     }

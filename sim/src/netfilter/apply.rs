@@ -40,6 +40,11 @@ pub enum RestoreMode {
 pub trait KernelObjects {
     /// The family of the ipset called `name`, if it exists.
     fn ipset_family(&self, name: &str) -> Option<Family>;
+    /// Whether the ipset called `name` matches packets of either family
+    /// (`bitmap:port` sets have none).
+    fn ipset_any_family(&self, _name: &str) -> bool {
+        false
+    }
     /// Whether an nfacct object called `name` exists.
     fn nfacct_exists(&self, name: &str) -> bool;
 }
@@ -373,7 +378,7 @@ fn check_rule(
                         token: s.name.clone(),
                     })
                 }
-                Some(f) if f != family => {
+                Some(f) if f != family && !objects.ipset_any_family(&s.name) => {
                     return Err(ErrorKind::refused(
                         &s.name,
                         "the set's address family differs from the rule's",

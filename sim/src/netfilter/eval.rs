@@ -140,6 +140,20 @@ pub trait AddrTypeLookup {
     /// 5 MULTICAST …) of `addr`, counting only addresses of interface
     /// `iface` when given (`--limit-iface-in/out`).
     fn addr_type(&self, addr: IpAddr, iface: Option<&str>) -> usize;
+    /// Whether interface `iface` is a bridge (`-m physdev`: a packet that
+    /// entered through it came through a bridge port).
+    fn is_bridge(&self, _iface: &str) -> bool {
+        false
+    }
+}
+
+/// `skb->ipvs_property` and what `-m ipvs` finds for the packet: set on a
+/// packet IPVS forwarded or un-NATed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpvsSkb {
+    /// The IPVS connection the packet belongs to, as `conn_out_get` finds
+    /// it (`None`: no connection; only `--ipvs` can match).
+    pub conn: Option<super::ext_ipvs::IpvsConnFacts>,
 }
 
 /// The node's ipsets (`-m set`).
@@ -168,6 +182,8 @@ pub struct PacketCtx<'a> {
     pub mark: u32,
     /// `--ctstate` bits (INVALID when untracked).
     pub ctstate: CtStates,
+    /// Set when IPVS handled the packet (`-m ipvs`).
+    pub ipvs: Option<IpvsSkb>,
 }
 
 /// Everything outside the ruleset that evaluation reads or changes.

@@ -1,14 +1,16 @@
-//! Where `statistic --mode random` gets its coin flips: a seeded stream for
-//! normal evaluation, or a script that makes the evaluator explore every
-//! branch.
+//! Where `statistic --mode random` and nftables' `numgen random` get their
+//! randomness: a seeded stream for normal evaluation, or a script that
+//! makes the evaluator explore every branch.
 //!
 //! Models: the kernel's comparison `(get_random_u32() & 0x7FFFFFFF) <
-//! threshold` with the threshold the rule stores (`round(p * 2^31)`), drawn
-//! from a seeded stream ([`Choices`] is implemented for every
+//! threshold` with the threshold the rule stores (`round(p * 2^31)`), and
+//! nft's `numgen random mod N` (`reciprocal_scale(get_random_u32(), N)`),
+//! drawn from a seeded stream ([`Choices`] is implemented for every
 //! `rand_core::Rng`); and [`Explorer`], a depth-first walk over the
 //! decisions of one evaluation, "match" before "no match", so that the
 //! outcomes of all runs come out in rule order (the first endpoint of a
-//! service first).
+//! service first). A `numgen` draw is a chain of decisions "is it 0?",
+//! "is it 1?", …, so exploring it visits 0, 1, …, N-1 in that order.
 //!
 //! Must never: branch on a rule whose outcome is certain (probability 0 or
 //! 1), or draw from anything but the stream it was given.
@@ -22,11 +24,20 @@ use rand_core::Rng;
 pub trait Choices {
     /// Whether a random 31-bit value falls below `threshold`.
     fn statistic_random(&mut self, threshold: u32) -> bool;
+
+    /// `numgen random mod modulus`: a number in `0..modulus` (0 when
+    /// `modulus` is 0 or 1).
+    fn numgen_random(&mut self, modulus: u32) -> u32;
 }
 
 impl<R: Rng + ?Sized> Choices for R {
     fn statistic_random(&mut self, threshold: u32) -> bool {
         (self.next_u32() & 0x7fff_ffff) < threshold
+    }
+
+    fn numgen_random(&mut self, modulus: u32) -> u32 {
+        // The kernel's reciprocal_scale(get_random_u32(), modulus).
+        ((u64::from(self.next_u32()) * u64::from(modulus)) >> 32) as u32
     }
 }
 
@@ -60,6 +71,22 @@ impl Choices for Scripted {
         if threshold >= 1 << 31 {
             return true;
         }
+        self.decide()
+    }
+
+    fn numgen_random(&mut self, modulus: u32) -> u32 {
+        // One decision per value but the last: "is it this one?".
+        for v in 0..modulus.saturating_sub(1) {
+            if self.decide() {
+                return v;
+            }
+        }
+        modulus.saturating_sub(1)
+    }
+}
+
+impl Scripted {
+    fn decide(&mut self) -> bool {
         let d = self.script.get(self.taken.len()).copied().unwrap_or(true);
         self.taken.push(d);
         d
@@ -151,6 +178,26 @@ mod tests {
         let out = Explorer::default().run(|c| (c.statistic_random(0), c.statistic_random(1 << 31)));
         assert_eq!(out.runs.len(), 1);
         assert_eq!(out.runs[0].0, (false, true));
+    }
+
+    #[test]
+    fn numgen_is_explored_value_by_value_and_drawn_uniformly() {
+        let out = Explorer::default().run(|c| c.numgen_random(3));
+        let values: Vec<u32> = out.runs.iter().map(|(v, _)| *v).collect();
+        assert_eq!(values, [0, 1, 2]);
+        assert_eq!(
+            Explorer::default().run(|c| c.numgen_random(1)).runs.len(),
+            1
+        );
+        let mut r = crate::rng::stream(3, "numgen");
+        let mut counts = [0u32; 4];
+        for _ in 0..10_000 {
+            counts[r.numgen_random(4) as usize] += 1;
+        }
+        assert!(
+            counts.iter().all(|n| (2_300..2_700).contains(n)),
+            "{counts:?}"
+        );
     }
 
     #[test]

@@ -10,9 +10,9 @@
 //! `statistic` random (the kernel's 31-bit comparison, via [`Choices`]) and
 //! nth (a per-rule counter: packet `--packet` of every `--every`, 0-based,
 //! as measured on a real kernel); `recent`; `set --match-set`; `nfacct` (counts the packet,
-//! always matches). Matches are tested in rule order and stop at the first
-//! that fails, so stateful matches after a failing one do not run — as in
-//! the kernel.
+//! always matches); `ipvs` and `physdev` (`ext_ipvs`). Matches are tested
+//! in rule order and stop at the first that fails, so stateful matches
+//! after a failing one do not run — as in the kernel.
 //!
 //! Must never: say "match" for something it cannot decide.
 //!
@@ -185,5 +185,7 @@ fn match_one(
             c.bytes += pkt.len() as u64;
             true
         }
+        Match::Ipvs(m) => m.matches(ctx),
+        Match::Physdev(m) => m.matches(ctx, env.addrs),
     })
 }

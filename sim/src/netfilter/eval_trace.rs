@@ -7,7 +7,9 @@
 //! built-in chain policy applied. [`Trace`]'s `Display` lists every record;
 //! [`Trace::kernel_log`] prints what `iptables -j TRACE` logs (only matched
 //! rules, returns and policies, `TRACE: table:chain:type:num` followed by
-//! the packet in LOG format).
+//! the packet in LOG format). A node's trace also carries the nftables
+//! records of the same packet ([`Trace::nft`], printed in evaluation order
+//! with the iptables ones; [`Trace::nft_monitor`] is `nft monitor trace`).
 //!
 //! Must never: record anything that differs between two runs with one seed.
 //!
@@ -68,6 +70,10 @@ pub struct TraceRecord {
 pub struct Trace {
     /// The records.
     pub records: Vec<TraceRecord>,
+    /// nftables records of the same packets, each with the number of
+    /// iptables records that came before it (so both print in the order
+    /// the kernel ran them).
+    pub nft: Vec<(usize, crate::nftables::eval::TraceRecord)>,
 }
 
 impl Trace {
@@ -89,6 +95,17 @@ impl Trace {
             ));
         }
         out
+    }
+
+    /// What `nft monitor trace` would print for the nftables records.
+    pub fn nft_monitor(&self) -> String {
+        let records: Vec<_> = self.nft.iter().map(|(_, r)| r.clone()).collect();
+        crate::nftables::eval::monitor(&records, 1)
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.nft.is_empty()
     }
 
     /// The rules that matched, as `table:chain:num`.
@@ -133,9 +150,17 @@ impl fmt::Display for TraceRecord {
 }
 
 impl fmt::Display for Trace {
+    /// iptables and nftables records interleaved in evaluation order.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for r in &self.records {
+        let mut nft = self.nft.iter().peekable();
+        for (i, r) in self.records.iter().enumerate() {
+            while let Some((_, n)) = nft.next_if(|(at, _)| *at <= i) {
+                writeln!(f, "{n}")?;
+            }
             writeln!(f, "{r}")?;
+        }
+        for (_, n) in nft {
+            writeln!(f, "{n}")?;
         }
         Ok(())
     }

@@ -37,6 +37,8 @@ pub(crate) enum MatchKind {
     Recent,
     Set,
     Nfacct,
+    Ipvs,
+    Physdev,
 }
 
 const PORTS: &[OptSpec] = &[
@@ -108,6 +110,8 @@ impl MatchKind {
             "recent" => MatchKind::Recent,
             "set" => MatchKind::Set,
             "nfacct" => MatchKind::Nfacct,
+            "ipvs" => MatchKind::Ipvs,
+            "physdev" => MatchKind::Physdev,
             _ => return None,
         })
     }
@@ -140,6 +144,8 @@ impl MatchKind {
             MatchKind::Recent => RECENT,
             MatchKind::Set => SET,
             MatchKind::Nfacct => NFACCT,
+            MatchKind::Ipvs => super::ext_ipvs::IPVS,
+            MatchKind::Physdev => super::ext_ipvs::PHYSDEV,
         }
     }
 
@@ -371,6 +377,8 @@ pub(crate) fn finalize(kind: MatchKind, opts: &[Opt], ctx: &Ctx) -> Result<Match
             }
             Match::Nfacct(name)
         }
+        MatchKind::Ipvs => Match::Ipvs(super::ext_ipvs::parse_ipvs(opts, ctx.family)?),
+        MatchKind::Physdev => Match::Physdev(super::ext_ipvs::parse_physdev(opts)?),
     })
 }
 

@@ -19,6 +19,7 @@ use std::fmt::Write;
 use std::net::IpAddr;
 
 use super::addr::{Family, Negatable};
+use super::ext_ipvs::{IpvsMatch, PhysdevMatch};
 use super::l4::PortRange;
 use super::quoting::push_save_string;
 
@@ -55,6 +56,10 @@ pub enum Match {
     Set(SetMatch),
     /// `-m nfacct --nfacct-name NAME`.
     Nfacct(String),
+    /// `-m ipvs` (see `ext_ipvs`).
+    Ipvs(IpvsMatch),
+    /// `-m physdev` flag options (see `ext_ipvs`).
+    Physdev(PhysdevMatch),
 }
 
 impl Match {
@@ -76,6 +81,8 @@ impl Match {
             Match::Recent(_) => "recent",
             Match::Set(_) => "set",
             Match::Nfacct(_) => "nfacct",
+            Match::Ipvs(_) => "ipvs",
+            Match::Physdev(_) => "physdev",
         }
     }
 
@@ -150,6 +157,8 @@ impl Match {
                 out.push_str(" --nfacct-name ");
                 push_save_string(out, name);
             }
+            Match::Ipvs(m) => m.save(out),
+            Match::Physdev(m) => m.save(out),
         }
     }
 }

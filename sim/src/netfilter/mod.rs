@@ -34,6 +34,7 @@ mod eval_match;
 mod eval_recent;
 mod eval_trace;
 mod ext_common;
+mod ext_ipvs;
 mod ext_match;
 mod ext_target;
 mod l4;
@@ -51,6 +52,7 @@ mod validate;
 pub use addr::{Cidr, Family, Interface, Negatable};
 pub use apply::{KernelObjects, RestoreMode, RestoreOptions};
 pub use error::{ErrorKind, RestoreError};
+pub use ext_ipvs::{IpvsConnFacts, IpvsMatch, IpvsMethod, PhysdevMatch};
 pub use l4::{PortRange, Protocol};
 pub use matches::{
     AddrTypeMatch, AddrTypes, CtStates, IcmpKind, IcmpMatch, MarkMatch, Match, Multiport,

@@ -73,6 +73,8 @@ impl HopRecord {
             }
             Delivery::Dropped(r) => r.to_string(),
             Delivery::Rejected { by, .. } => format!("rejected by {by}"),
+            Delivery::NftRejected { by, .. } => format!("rejected by {by}"),
+            Delivery::IcmpError { by, .. } => format!("answered with an ICMP error by {by}"),
         };
         HopRecord {
             host: host.to_string(),
@@ -262,11 +264,12 @@ impl Network {
             End::Rejected {
                 reply,
                 host: at,
-                rule,
+                by,
+                ..
             } => {
                 return Ok(match reply.end {
                     End::Socket { host, pkt } if host == client => {
-                        Back::Rejected(format!("{at}: {rule}"), pkt)
+                        Back::Rejected(format!("{at}: {by}"), pkt)
                     }
                     End::Socket { .. } => Back::Failed(Outcome::NoAnswer),
                     End::Dropped { host, reason, rule } => Back::Failed(Outcome::Dropped {
@@ -277,7 +280,7 @@ impl Network {
                     End::Rejected { host, rule, .. } => Back::Failed(Outcome::Dropped {
                         at: host,
                         reason: "the rejection was itself rejected".into(),
-                        rule: Some(rule),
+                        rule,
                     }),
                 })
             }
@@ -297,10 +300,10 @@ impl Network {
                 reason,
                 rule,
             }),
-            End::Rejected { host, rule, .. } => Back::Failed(Outcome::Dropped {
+            End::Rejected { host, by, rule, .. } => Back::Failed(Outcome::Dropped {
                 at: host,
-                reason: format!("answer rejected by {rule}"),
-                rule: Some(rule),
+                reason: format!("answer rejected by {by}"),
+                rule,
             }),
         })
     }
@@ -376,6 +379,7 @@ impl Network {
     fn start(
         &mut self,
         from: &str,
+        src_port: Option<u16>,
         to: (IpAddr, u16),
         proto: Protocol,
     ) -> Result<(NodeIndex, OpenConn), NetError> {
@@ -390,7 +394,10 @@ impl Network {
             });
         }
         let src = self.source_for(ci, to.0);
-        let port = self.alloc_port(from, proto);
+        let port = match src_port {
+            Some(p) => p,
+            None => self.alloc_port(from, proto),
+        };
         Ok((
             ci,
             OpenConn {
@@ -458,7 +465,20 @@ impl Network {
         t: Instant,
         keep_open: bool,
     ) -> Result<ConnectionReport, NetError> {
-        let (ci, mut conn) = self.start(from, to, Protocol::Tcp)?;
+        self.connect_tcp_from(from, None, to, t, keep_open)
+    }
+
+    /// [`Network::connect_tcp`] from source port `src_port` (`None`: an
+    /// ephemeral port from the client's stream) — to replay a flow.
+    pub fn connect_tcp_from(
+        &mut self,
+        from: &str,
+        src_port: Option<u16>,
+        to: (IpAddr, u16),
+        t: Instant,
+        keep_open: bool,
+    ) -> Result<ConnectionReport, NetError> {
+        let (ci, mut conn) = self.start(from, src_port, to, Protocol::Tcp)?;
         let mut report = Self::new_report(&conn);
         let syn = Self::packet(&conn, TcpFlags::SYN, Vec::new());
         let back = self.round_trip(ci, syn, t, "SYN", &mut report, true)?;
@@ -530,7 +550,20 @@ impl Network {
         t: Instant,
         keep_open: bool,
     ) -> Result<ConnectionReport, NetError> {
-        let (ci, mut conn) = self.start(from, to, Protocol::Udp)?;
+        self.send_udp_from(from, None, to, t, keep_open)
+    }
+
+    /// [`Network::send_udp`] from source port `src_port` (`None`: an
+    /// ephemeral port from the client's stream).
+    pub fn send_udp_from(
+        &mut self,
+        from: &str,
+        src_port: Option<u16>,
+        to: (IpAddr, u16),
+        t: Instant,
+        keep_open: bool,
+    ) -> Result<ConnectionReport, NetError> {
+        let (ci, mut conn) = self.start(from, src_port, to, Protocol::Udp)?;
         let mut report = Self::new_report(&conn);
         let ok = self.request(ci, &mut conn, t, &mut report, true)?;
         conn.server = report.server.clone();

@@ -5,7 +5,9 @@
 //! chosen node's IP and NodePort and, unless it preserves the client
 //! source, the source to its own IP and a port of its own (like an AWS
 //! classic/NLB-with-NAT); the cloud routes the nodes' replies back through
-//! it, where they are un-translated. In [`LbMode::Passthrough`] the packet
+//! it, where they are un-translated — ICMP errors about a forwarded
+//! datagram too (a node's REJECT), quote and all, as conntrack translates
+//! RELATED packets. In [`LbMode::Passthrough`] the packet
 //! keeps the VIP as destination and the client as source (GCP/Azure
 //! style; the node's rules for the load-balancer IP take it from there) and
 //! replies go straight back to the client. A flow keeps its node; a new
@@ -25,7 +27,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 
 use crate::netfilter::Protocol;
-use crate::packet::{Packet, Tuple};
+use crate::packet::{Packet, Side, Tuple};
 
 /// How the balancer hands traffic to nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +106,24 @@ impl LoadBalancer {
         matches!(self.mode, LbMode::NodePort { .. }) && self.replies.contains_key(t)
     }
 
+    /// Whether a packet reaching the balancer is the return half of a flow
+    /// it forwarded: a reply, or an ICMP error a node sent about the
+    /// forwarded datagram (conntrack's RELATED; a REJECT behind the
+    /// balancer must reach the client).
+    pub(crate) fn claims(&self, pkt: &Packet) -> bool {
+        pkt.tuple().is_some_and(|t| self.claims_reply(&t)) || self.related_flow(pkt).is_some()
+    }
+
+    /// For an ICMP error quoting a datagram this balancer forwarded in
+    /// NodePort mode: that flow's client-side tuple.
+    fn related_flow(&self, pkt: &Packet) -> Option<Tuple> {
+        if !matches!(self.mode, LbMode::NodePort { .. }) {
+            return None;
+        }
+        let quoted = pkt.icmp_inner_tuple()?;
+        self.replies.get(&quoted.invert()?).copied()
+    }
+
     /// A packet for the VIP: translate it and say which node gets it.
     /// `node_ip` answers the address of a node that is up.
     pub(crate) fn inbound(
@@ -171,6 +191,24 @@ impl LoadBalancer {
 
     /// A reply from a node: translate it back for the client.
     pub(crate) fn outbound(&mut self, pkt: &mut Packet) -> Result<(), String> {
+        if let Some(client) = self.related_flow(pkt) {
+            // `nf_nat_icmp_reply_translation`: the quote becomes the
+            // client's own datagram, and the error comes from the VIP.
+            let ports = client.has_ports();
+            return pkt
+                .rewrite_icmp_inner(Side::Source, client.src, ports.then_some(client.src_port))
+                .and_then(|_| {
+                    pkt.rewrite_icmp_inner(
+                        Side::Destination,
+                        client.dst,
+                        ports.then_some(client.dst_port),
+                    )
+                })
+                .and_then(|_| pkt.set_source(client.dst, None))
+                .and_then(|_| pkt.set_destination(client.src, None))
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+        }
         let t = pkt.tuple().ok_or("no flow tuple")?;
         let client = *self.replies.get(&t).ok_or("not a balanced flow")?;
         let back = client.invert().ok_or("no reply tuple")?;

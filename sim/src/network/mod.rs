@@ -6,7 +6,7 @@
 //! and every load balancer is attached to (a packet put on it goes to the
 //! host that owns its next hop; a node's default route is `dev eth0`, so
 //! any address is reached directly); each node owns a pod CIDR, with its
-//! `cni0` holding the CIDR's first address, and pods attached to it (their
+//! `cni0` bridge holding the CIDR's first address, and pods attached to it (their
 //! default route is the node: all pod traffic crosses the node's netfilter,
 //! as with `br_netfilter`); every node routes every other node's pod CIDR
 //! through that node (`CIDR via NODE-IP dev eth0`: a flat routed pod
@@ -271,7 +271,7 @@ impl Network {
             kind: RouteKind::Unicast,
         })?;
         if let Some(c) = pod_cidr {
-            kernel.add_interface("cni0")?;
+            kernel.add_bridge_interface("cni0")?;
             kernel.add_address("cni0", gateway_of(c), c.prefix())?;
         }
         // Routes between this node's and the others' pod CIDRs.
@@ -478,12 +478,13 @@ impl Network {
         Ok(())
     }
 
-    /// Expire conntrack entries on every node at `t` (entries also expire
-    /// lazily when packets arrive).
+    /// Let time reach `t` on every node: conntrack entries and IPVS
+    /// connections whose timers ran out go (both also expire lazily when
+    /// packets arrive).
     pub fn expire(&mut self, t: crate::time::Instant) {
         for h in self.graph.node_weights_mut() {
             if let HostKind::Node(n) = &mut h.kind {
-                n.kernel.conntrack_mut().expire(t);
+                n.kernel.expire(t);
             }
         }
     }

@@ -42,10 +42,12 @@ pub(crate) enum End {
         reason: String,
         rule: Option<RuleRef>,
     },
-    /// Rejected at `host`; the answer's own journey.
+    /// Rejected at `host` (by `rule`, or by the kernel itself — IPVS with
+    /// no real server — as `by` says); the answer's own journey.
     Rejected {
         host: String,
-        rule: RuleRef,
+        by: String,
+        rule: Option<RuleRef>,
         reply: Box<Transit>,
     },
 }
@@ -137,7 +139,32 @@ impl Network {
                     hops,
                     end: End::Rejected {
                         host: name,
-                        rule: by,
+                        by: by.to_string(),
+                        rule: Some(by),
+                        reply: Box::new(back),
+                    },
+                })
+            }
+            Delivery::NftRejected { by, reply } => {
+                let back = self.after_kernel(at, *reply, Vec::new(), t)?;
+                Ok(Transit {
+                    hops,
+                    end: End::Rejected {
+                        host: name,
+                        by: by.to_string(),
+                        rule: None,
+                        reply: Box::new(back),
+                    },
+                })
+            }
+            Delivery::IcmpError { by, reply } => {
+                let back = self.after_kernel(at, *reply, Vec::new(), t)?;
+                Ok(Transit {
+                    hops,
+                    end: End::Rejected {
+                        host: name,
+                        by,
+                        rule: None,
                         reply: Box::new(back),
                     },
                 })
@@ -237,7 +264,7 @@ impl Network {
                     });
                 }
                 HostKind::LoadBalancer(lb) => {
-                    let is_reply = pkt.tuple().is_some_and(|tu| lb.claims_reply(&tu));
+                    let is_reply = lb.claims(&pkt);
                     let res = if is_reply {
                         lb.outbound(&mut pkt).map(|_| (String::new(), pkt.dst()))
                     } else {

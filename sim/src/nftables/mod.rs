@@ -29,7 +29,8 @@
 //! literals) → `normalize` (the rewrites nft applies before listing) →
 //! `apply` and `apply_set` (transaction semantics) →
 //! `validate` (commit-time checks); `ruleset`, `table`, `chain`, `set`,
-//! `stmt`, `expr` hold state and the query API; `list` prints.
+//! `stmt`, `expr` hold state and the query API; `list` prints; [`eval`]
+//! (with `eval_expr`, `eval_trace`) walks a packet through a base chain.
 
 mod apply;
 mod apply_set;
@@ -37,6 +38,9 @@ mod chain;
 mod decl;
 mod duration;
 mod error;
+pub mod eval;
+mod eval_expr;
+mod eval_trace;
 mod expr;
 mod expr_parse;
 mod lexer;

@@ -7,12 +7,12 @@
 //! `update`/`add @set { key }` (dynamic sets, session affinity); a [`Rule`]
 //! is its statements in order, an optional comment and its handle.
 //!
-//! Evaluation semantics: statements run left to right; a match that fails
-//! ends the rule; a verdict ends it with that verdict; a verdict map is one
-//! lookup (no match: the rule continues); `counter`, `meta mark set` and set
-//! updates never stop a rule; NAT statements record the binding and the rule
-//! goes on (the verdict after them, or accept at the end of a nat chain, is
-//! the kernel's).
+//! Evaluation semantics (`eval` implements them): statements run left to
+//! right; a match that fails ends the rule; a verdict ends it with that
+//! verdict; a verdict map is one lookup (no match: the rule ends, the next
+//! rule runs); `counter`, `meta mark set` and set updates never stop a
+//! rule; NAT statements choose the binding and end the chain with accept,
+//! as the kernel's `nft_nat_eval` sets the verdict.
 //!
 //! Must never: print differently from nft 1.0.6 for the same state.
 //!

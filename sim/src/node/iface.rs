@@ -11,13 +11,19 @@
 //! subnet's broadcast address BROADCAST, local addresses LOCAL, the rest
 //! UNICAST; with an interface given, only that interface's entries count);
 //! and `inet_select_addr` (the address of an interface on the next hop's
-//! subnet, else its first address of the family).
+//! subnet, else its first address of the family). Interfaces have a kind:
+//! loopback, Ethernet-like, bridge (`-m physdev` asks whether a packet
+//! came in through one) or dummy (IPVS mode's `kube-ipvs0`: its addresses
+//! are local like any other; it is down, so it adds no connected or
+//! broadcast routes, and nothing is attached to it). A local-address index
+//! keeps lookups logarithmic however many addresses a node holds.
 //!
 //! Must never: let two interfaces share a name.
 //!
 //! Error contract: [`IfaceError`] for unknown interfaces, duplicates and
 //! impossible prefixes; queries cannot fail.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::netfilter::{Cidr, Family};
@@ -55,6 +61,20 @@ impl IfAddr {
     }
 }
 
+/// What kind of device an interface is (`ip link add … type KIND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IfaceKind {
+    /// `lo`.
+    Loopback,
+    /// A NIC or veth end.
+    Ethernet,
+    /// A Linux bridge (`cni0`); with `br_netfilter`, packets entering
+    /// through its ports carry bridge info.
+    Bridge,
+    /// A dummy device (`kube-ipvs0`): holds addresses, carries nothing.
+    Dummy,
+}
+
 /// A network interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interface {
@@ -62,8 +82,15 @@ pub struct Interface {
     pub name: String,
     /// Its addresses in the order added.
     pub addrs: Vec<IfAddr>,
+    /// Its kind.
+    pub kind: IfaceKind,
+}
+
+impl Interface {
     /// Whether it is the loopback device.
-    pub loopback: bool,
+    pub fn is_loopback(&self) -> bool {
+        self.kind == IfaceKind::Loopback
+    }
 }
 
 /// Why an interface operation was refused.
@@ -87,11 +114,21 @@ pub enum IfaceError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interfaces {
     list: Vec<Interface>,
+    /// Every (address, interface) pair: the local table, so that a node
+    /// with 100,000 service addresses on `kube-ipvs0` still answers "is
+    /// this address local" without walking them (the kernel hashes it).
+    index: BTreeSet<(IpAddr, String)>,
 }
 
 impl Default for Interfaces {
     fn default() -> Self {
+        let index = [
+            (IpAddr::V4(Ipv4Addr::LOCALHOST), "lo".to_string()),
+            (IpAddr::V6(Ipv6Addr::LOCALHOST), "lo".to_string()),
+        ]
+        .into();
         Interfaces {
+            index,
             list: vec![Interface {
                 name: "lo".into(),
                 addrs: vec![
@@ -104,7 +141,7 @@ impl Default for Interfaces {
                         prefix: 128,
                     },
                 ],
-                loopback: true,
+                kind: IfaceKind::Loopback,
             }],
         }
     }
@@ -128,17 +165,72 @@ impl Interfaces {
         self.list.iter().find(|i| i.name == name)
     }
 
-    /// Add an interface with no addresses.
+    /// Add an Ethernet-like interface with no addresses.
     pub fn add(&mut self, name: &str) -> Result<(), IfaceError> {
-        if self.get(name).is_some() {
+        self.add_kind(name, IfaceKind::Ethernet)
+    }
+
+    /// Add an interface of `kind` with no addresses (a second loopback is
+    /// refused like a duplicate).
+    pub fn add_kind(&mut self, name: &str, kind: IfaceKind) -> Result<(), IfaceError> {
+        if self.get(name).is_some() || kind == IfaceKind::Loopback {
             return Err(IfaceError::Exists { name: name.into() });
         }
         self.list.push(Interface {
             name: name.into(),
             addrs: Vec::new(),
-            loopback: false,
+            kind,
         });
         Ok(())
+    }
+
+    /// Delete an interface and its addresses (`ip link del`); `lo` cannot
+    /// be deleted.
+    pub fn remove(&mut self, name: &str) -> Result<(), IfaceError> {
+        let at = self
+            .list
+            .iter()
+            .position(|i| i.name == name && !i.is_loopback())
+            .ok_or_else(|| IfaceError::NoSuchInterface { name: name.into() })?;
+        let gone = self.list.remove(at);
+        for a in gone.addrs {
+            self.index.remove(&(a.addr, gone.name.clone()));
+        }
+        Ok(())
+    }
+
+    /// `ip addr show NAME`, without the kernel's interface index, link
+    /// address and address lifetimes; `None` when there is no such
+    /// interface. A dummy device is shown DOWN, as kube-proxy leaves
+    /// `kube-ipvs0`.
+    pub fn show(&self, name: &str) -> Option<String> {
+        let i = self.get(name)?;
+        let (flags, mtu, state) = match i.kind {
+            IfaceKind::Loopback => ("LOOPBACK,UP,LOWER_UP", 65536, "UNKNOWN"),
+            IfaceKind::Ethernet | IfaceKind::Bridge => {
+                ("BROADCAST,MULTICAST,UP,LOWER_UP", 1500, "UP")
+            }
+            IfaceKind::Dummy => ("BROADCAST,NOARP", 1500, "DOWN"),
+        };
+        let mut out = format!("{name}: <{flags}> mtu {mtu} state {state}\n");
+        for a in &i.addrs {
+            let scope = if is_loopback_net(a.addr) {
+                "host"
+            } else {
+                "global"
+            };
+            let line = match a.addr {
+                IpAddr::V4(v4) => format!("    inet {v4}/{} scope {scope} {name}\n", a.prefix),
+                IpAddr::V6(v6) => format!("    inet6 {v6}/{} scope {scope}\n", a.prefix),
+            };
+            out.push_str(&line);
+        }
+        Some(out)
+    }
+
+    /// Whether `name` is a bridge.
+    pub fn is_bridge(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|i| i.kind == IfaceKind::Bridge)
     }
 
     /// Add `addr/prefix` to interface `name`.
@@ -151,7 +243,7 @@ impl Interfaces {
             .iter_mut()
             .find(|i| i.name == name)
             .ok_or_else(|| IfaceError::NoSuchInterface { name: name.into() })?;
-        if i.addrs.iter().any(|a| a.addr == addr) {
+        if !self.index.insert((addr, name.to_string())) {
             return Err(IfaceError::AddressExists {
                 name: name.into(),
                 addr,
@@ -168,18 +260,29 @@ impl Interfaces {
             .iter_mut()
             .find(|i| i.name == name)
             .ok_or_else(|| IfaceError::NoSuchInterface { name: name.into() })?;
-        let before = i.addrs.len();
+        if !self.index.remove(&(addr, name.to_string())) {
+            return Ok(false);
+        }
         i.addrs.retain(|a| a.addr != addr);
-        Ok(i.addrs.len() != before)
+        Ok(true)
+    }
+
+    /// Whether interface `name` holds `addr`.
+    pub fn has_addr(&self, name: &str, addr: IpAddr) -> bool {
+        self.index.contains(&(addr, name.to_string()))
+    }
+
+    /// Whether `addr` is on some interface.
+    fn on_any(&self, addr: IpAddr) -> bool {
+        self.index
+            .range((addr, String::new())..)
+            .next()
+            .is_some_and(|(a, _)| *a == addr)
     }
 
     /// Whether `addr` is local to the node (on any interface, or loopback).
     pub fn is_local(&self, addr: IpAddr) -> bool {
-        is_loopback_net(addr)
-            || self
-                .list
-                .iter()
-                .any(|i| i.addrs.iter().any(|a| a.addr == addr))
+        is_loopback_net(addr) || self.on_any(addr)
     }
 
     /// The interface holding local address `addr` (`lo` for 127.0.0.0/8).
@@ -218,17 +321,24 @@ impl Interfaces {
                 }
             }
         }
-        let ifaces: Vec<&Interface> = self.list.iter().filter(on_dev).collect();
-        let local = ifaces.iter().any(|i| {
-            i.addrs.iter().any(|x| x.addr == addr) || (i.loopback && is_loopback_net(addr))
-        });
+        let local = match dev {
+            None => self.is_local(addr),
+            Some(d) => {
+                self.has_addr(d, addr)
+                    || (is_loopback_net(addr) && self.get(d).is_some_and(Interface::is_loopback))
+            }
+        };
         if local {
             return RTN_LOCAL;
         }
-        if ifaces
+        // A dummy device is down: it has no broadcast routes.
+        let broadcast = self
+            .list
             .iter()
-            .any(|i| i.addrs.iter().any(|x| x.broadcast() == Some(addr)))
-        {
+            .filter(on_dev)
+            .filter(|i| i.kind != IfaceKind::Dummy)
+            .any(|i| i.addrs.iter().any(|x| x.broadcast() == Some(addr)));
+        if broadcast {
             return RTN_BROADCAST;
         }
         RTN_UNICAST

@@ -1,7 +1,7 @@
 //! A Linux host's network stack: interfaces, routes, iptables (IPv4 and
-//! IPv6), conntrack, `recent` tables, ipsets, nfacct counters and the
-//! sysctls that change packet paths — and the path a packet takes through
-//! them in kernel order (`path`).
+//! IPv6), nftables (`nft`), conntrack, `recent` tables, ipsets, nfacct
+//! counters and the sysctls that change packet paths — and the path a
+//! packet takes through them in kernel order (`path`).
 //!
 //! Models: one network namespace. [`Node::receive`] runs a packet that
 //! arrives on an interface (raw PREROUTING → conntrack → mangle PREROUTING
@@ -9,13 +9,15 @@
 //! POSTROUTING); [`Node::send`] runs a locally generated one (raw OUTPUT →
 //! conntrack → mangle OUTPUT → nat OUTPUT → filter OUTPUT → reroute →
 //! POSTROUTING, and back in through `lo` when the destination is local).
-//! [`Node::explore`] runs a packet once per combination of
-//! `statistic --mode random` outcomes on copies of the state (for "every
-//! endpoint this packet can reach").
+//! nftables base chains run at their hooks in priority order among the
+//! iptables tables. [`Node::explore`] runs a packet once per combination of
+//! `statistic --mode random` and `numgen random` outcomes on copies of the
+//! state (for "every endpoint this packet can reach").
 //!
 //! Must never: know about Kubernetes, read a clock (time is an argument),
 //! or draw randomness except from its seeded streams (`node/NAME/statistic`
-//! for `-m statistic`, `node/NAME/nat` for NAT port choices).
+//! for `-m statistic`, `node/NAME/numgen` for nftables' `numgen`,
+//! `node/NAME/nat` for NAT port choices).
 //!
 //! Error contract: configuration calls return [`NodeError`] naming what is
 //! missing; packet processing returns [`NodeError::Eval`] when a rule
@@ -24,12 +26,14 @@
 
 mod iface;
 mod ipset;
+mod ipvs;
+mod nft;
 mod outcome;
 mod path;
 mod reject;
 mod route;
 
-pub use iface::{IfAddr, IfaceError, Interface, Interfaces};
+pub use iface::{IfAddr, IfaceError, IfaceKind, Interface, Interfaces};
 pub use ipset::{IpSet, IpSetError, IpSets, Member, SetType};
 pub use outcome::{Delivery, DropReason, HookStep, NatApplied, Processed};
 pub use route::{Route, RouteError, RouteKind, RouteResult, Routes};
@@ -114,6 +118,12 @@ pub(crate) struct NodeState {
     pub nth: [NthCounters; 2],
     pub stat_rng: ChaCha8Rng,
     pub nat_rng: ChaCha8Rng,
+    /// The IPVS table (`ipvs`: accessors, sysctls, dummy devices).
+    pub ipvs: crate::ipvs::Ipvs,
+    /// `numgen random` draws of nftables rules.
+    pub numgen_rng: ChaCha8Rng,
+    /// nftables set updates and counter hits of the packet in flight.
+    pub nft_effects: crate::nftables::eval::Effects,
 }
 
 /// One simulated Linux host.
@@ -123,6 +133,8 @@ pub struct Node {
     ifaces: Interfaces,
     routes: Routes,
     iptables: [Ruleset; 2],
+    nftables: crate::nftables::Ruleset,
+    hooks: nft::HookRegistry,
     ipsets: IpSets,
     sysctls: Sysctls,
     tracing: bool,
@@ -142,6 +154,11 @@ impl KernelObjects for Objects<'_> {
     fn ipset_family(&self, name: &str) -> Option<Family> {
         self.0.get(name).map(|s| s.family)
     }
+    fn ipset_any_family(&self, name: &str) -> bool {
+        self.0
+            .get(name)
+            .is_some_and(|s| s.kind == SetType::BitmapPort)
+    }
     fn nfacct_exists(&self, name: &str) -> bool {
         self.1.contains_key(name)
     }
@@ -159,6 +176,8 @@ impl Node {
                 Ruleset::new(Family::Ipv4, variant),
                 Ruleset::new(Family::Ipv6, variant),
             ],
+            nftables: crate::nftables::Ruleset::new(),
+            hooks: nft::HookRegistry::default(),
             ipsets: IpSets::default(),
             sysctls: Sysctls::default(),
             tracing: false,
@@ -169,6 +188,9 @@ impl Node {
                 nth: [NthCounters::new(), NthCounters::new()],
                 stat_rng: stream(seed, &format!("node/{name}/statistic")),
                 nat_rng: stream(seed, &format!("node/{name}/nat")),
+                ipvs: crate::ipvs::Ipvs::default(),
+                numgen_rng: stream(seed, &format!("node/{name}/numgen")),
+                nft_effects: crate::nftables::eval::Effects::default(),
             },
         }
     }
@@ -244,7 +266,9 @@ impl Node {
         };
         self.iptables[fam_index(family)]
             .restore_with(text, &opts)
-            .map_err(|error| NodeError::Restore { family, error })
+            .map_err(|error| NodeError::Restore { family, error })?;
+        self.hooks.refresh_iptables(&self.iptables);
+        Ok(())
     }
 
     /// The ipsets.
@@ -302,6 +326,7 @@ impl Node {
                 self.sysctls.ip_forward = value != 0
             }
             "net.ipv4.conf.all.route_localnet" => self.sysctls.route_localnet = value != 0,
+            vs if vs.starts_with("net.ipv4.vs.") => self.set_vs_sysctl(vs, value)?,
             _ => self
                 .state
                 .conntrack
@@ -341,12 +366,15 @@ impl Node {
         now: Instant,
     ) -> Result<Processed, NodeError> {
         let tracing = self.tracing;
+        self.hooks.refresh_iptables(&self.iptables);
         let (out, hits) = {
             let k = path::Kernel {
                 name: &self.name,
                 ifaces: &self.ifaces,
                 routes: &self.routes,
                 iptables: &self.iptables,
+                nftables: &self.nftables,
+                hooks: &self.hooks,
                 sets: &self.ipsets,
                 sysctls: &self.sysctls,
             };
@@ -356,6 +384,10 @@ impl Node {
         };
         for (fam, hit) in hits {
             path::count_hit(&mut self.iptables[fam_index(fam)], &hit);
+        }
+        let effects = std::mem::take(&mut self.state.nft_effects);
+        if !effects.is_empty() {
+            self.nftables.apply_effects(effects);
         }
         out.map_err(|error| NodeError::Eval {
             node: self.name.clone(),
@@ -381,6 +413,8 @@ impl Node {
                 ifaces: &self.ifaces,
                 routes: &self.routes,
                 iptables: &self.iptables,
+                nftables: &self.nftables,
+                hooks: &self.hooks,
                 sets: &self.ipsets,
                 sysctls: &self.sysctls,
             };
@@ -416,19 +450,7 @@ impl Node {
 
     /// `ipset list` with reference counts from the rulesets.
     pub fn ipset_list(&self, name: Option<&str>) -> String {
-        let refs = |set: &str| {
-            self.iptables
-                .iter()
-                .flat_map(|rs| rs.tables())
-                .flat_map(|t| t.chains())
-                .flat_map(|c| c.rules())
-                .filter(|r| {
-                    r.matches
-                        .iter()
-                        .any(|m| matches!(m, crate::netfilter::Match::Set(s) if s.name == set))
-                })
-                .count()
-        };
+        let refs = |set: &str| self.ipset_references(set);
         self.ipsets.list(name, &refs)
     }
 }

@@ -3,11 +3,13 @@
 //!
 //! Models: the end of a packet's path through one kernel — delivered to a
 //! local socket, sent out of an interface to a next hop, dropped (by which
-//! rule or policy, or by which kernel check: conntrack table full,
-//! martian address, no route, forwarding disabled, TTL), or rejected (with
-//! the ICMP error or TCP reset the node sent back, itself a processed
-//! packet) — plus the NAT bindings the packet's connection got here, the
-//! per-hook steps with their rule counts, and the optional trace.
+//! iptables or nftables rule or policy, or by which kernel check: conntrack table full,
+//! martian address, no route, forwarding disabled, TTL, IPVS), or rejected
+//! (with the ICMP error or TCP reset the node sent back, itself a processed
+//! packet) by a rule or by IPVS finding no real server — plus the NAT
+//! bindings the packet's connection got here (IPVS's choice of real server
+//! included), the per-hook steps with their rule counts, and the optional
+//! trace.
 //!
 //! Must never: hold anything that differs between two runs with one seed.
 //!
@@ -18,6 +20,7 @@ use std::net::IpAddr;
 
 use crate::netfilter::eval::{Decision, RuleRef, Trace};
 use crate::netfilter::{Hook, TableId};
+use crate::nftables::eval::RuleRef as NftRuleRef;
 use crate::packet::Packet;
 
 /// Why a packet was dropped.
@@ -51,6 +54,20 @@ pub enum DropReason {
     TtlExceeded,
     /// The packet could not be processed (a reply to a reply, a bad header).
     Unprocessable(String),
+    /// IPVS dropped it (its connection's real server left the service, or
+    /// a SYN reusing a connection whose conntrack entry is confirmed).
+    Ipvs(&'static str),
+    /// An nftables rule's `drop` (or a verdict-map element's).
+    NftRule(NftRuleRef),
+    /// An nftables base chain's drop policy.
+    NftPolicy {
+        /// The table's family.
+        family: crate::nftables::Family,
+        /// Table.
+        table: String,
+        /// Chain.
+        chain: String,
+    },
 }
 
 impl fmt::Display for DropReason {
@@ -69,6 +86,13 @@ impl fmt::Display for DropReason {
             DropReason::ForwardingDisabled => f.write_str("forwarding disabled (ip_forward=0)"),
             DropReason::TtlExceeded => f.write_str("TTL exceeded"),
             DropReason::Unprocessable(why) => write!(f, "unprocessable: {why}"),
+            DropReason::Ipvs(why) => write!(f, "dropped by IPVS: {why}"),
+            DropReason::NftRule(r) => write!(f, "dropped by rule {r}"),
+            DropReason::NftPolicy {
+                family,
+                table,
+                chain,
+            } => write!(f, "dropped by the drop policy of {family} {table}:{chain}"),
         }
     }
 }
@@ -92,6 +116,23 @@ pub enum Delivery {
     Rejected {
         /// The REJECT rule.
         by: RuleRef,
+        /// The reply's processing.
+        reply: Box<Processed>,
+    },
+    /// Rejected by an nftables rule (`reject …`); `reply` is the ICMP
+    /// error or TCP reset sent back, with its own path through this node.
+    NftRejected {
+        /// The rule.
+        by: NftRuleRef,
+        /// The reply's processing.
+        reply: Box<Processed>,
+    },
+    /// Dropped by the kernel, which answered with an ICMP error: IPVS
+    /// with no real server for a virtual service (`ip_vs_leave`: port
+    /// unreachable). `reply` is the error's path through this node.
+    IcmpError {
+        /// Who answered and why, e.g. `IPVS: no real server for TCP 10.96.0.1:80`.
+        by: String,
         /// The reply's processing.
         reply: Box<Processed>,
     },
@@ -121,6 +162,9 @@ pub struct NatApplied {
     pub snat: Option<(IpAddr, Option<u16>)>,
     /// Whether the source binding came from MASQUERADE.
     pub masquerade: bool,
+    /// The IPVS virtual service that scheduled the connection (its real
+    /// server is in `dnat`).
+    pub ipvs: Option<crate::ipvs::ServiceKey>,
 }
 
 /// A packet's whole path through one node.
@@ -130,9 +174,10 @@ pub struct Processed {
     pub packet: Packet,
     /// Where it went.
     pub delivery: Delivery,
-    /// Rules evaluated on this node for this packet (all hooks).
+    /// Rules evaluated on this node for this packet (all hooks): iptables
+    /// rules visited, plus nftables rules visited and set/map lookups.
     pub rules_evaluated: u64,
-    /// Each table evaluated, in order.
+    /// Each iptables table evaluated, in order.
     pub steps: Vec<HookStep>,
     /// NAT bindings made for this packet's new connection.
     pub nat: NatApplied,

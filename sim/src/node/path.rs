@@ -16,7 +16,11 @@
 //! may not leave through a real interface unless `route_localnet`),
 //! POSTROUTING, and for a local destination the way back in through `lo`
 //! (raw/mangle/nat PREROUTING, INPUT) without a second conntrack lookup.
-//! `REJECT` answers through the node's own output path.
+//! `REJECT` answers through the node's own output path. IPVS takes packets
+//! for its virtual services at LOCAL_IN, FORWARD and LOCAL_OUT
+//! (`ipvs_hook`). nftables base chains run among the tables by priority,
+//! and nftables nat chains inside the NAT core with iptables' nat table
+//! (`hooks`; the order is `node::nft`'s).
 //!
 //! Must never: consult the nat table for a packet whose connection already
 //! has the binding, let a dropped packet's new connection into the
@@ -27,22 +31,31 @@
 
 use std::net::IpAddr;
 
+use super::nft::{
+    PRI_CONNTRACK, PRI_IPVS_FWD, PRI_IPVS_IN, PRI_IPVS_OUT, PRI_NAT_DST, PRI_NAT_SRC,
+};
 use super::outcome::{Delivery, DropReason, HookStep, NatApplied, Processed};
 use super::reject::reject_reply;
 use super::route::{RouteResult, Routes};
 use super::{fam_index, Interfaces, IpSets, NodeState, Sysctls};
-use crate::conntrack::{Attached, Classify, CtInfo, ManipType, NatError, NatRange};
+use crate::conntrack::{Attached, Classify, CtInfo, ManipType, NatError};
 use crate::netfilter::eval::{
-    evaluate, AddrTypeLookup, ChainOutcome, Choices, Decision, Env, EvalError, Hit, PacketCtx,
-    RuleRef, Trace,
+    evaluate, AddrTypeLookup, ChainOutcome, Choices, Decision, Env, EvalError, Hit, IpvsSkb,
+    PacketCtx, Trace,
 };
 use crate::netfilter::{Family, Hook, Policy, Ruleset, TableId};
 use crate::packet::Packet;
 use crate::time::Instant;
 
+mod hooks;
+mod ipvs_hook;
+
 impl AddrTypeLookup for Interfaces {
     fn addr_type(&self, addr: IpAddr, iface: Option<&str>) -> usize {
         Interfaces::addr_type(self, addr, iface)
+    }
+    fn is_bridge(&self, iface: &str) -> bool {
+        Interfaces::is_bridge(self, iface)
     }
 }
 
@@ -53,6 +66,8 @@ pub(crate) struct Kernel<'a> {
     pub ifaces: &'a Interfaces,
     pub routes: &'a Routes,
     pub iptables: &'a [Ruleset; 2],
+    pub nftables: &'a crate::nftables::Ruleset,
+    pub hooks: &'a super::nft::HookRegistry,
     pub sets: &'a IpSets,
     pub sysctls: &'a Sysctls,
 }
@@ -78,6 +93,8 @@ struct InFlight {
     next_hop: Option<IpAddr>,
     mark: u32,
     att: Option<Attached>,
+    /// `skb->ipvs_property`: IPVS handled the packet.
+    ipvs: Option<IpvsSkb>,
 }
 
 #[derive(Default)]
@@ -143,6 +160,7 @@ impl<'a> Run<'a> {
             next_hop: None,
             mark: 0,
             att: None,
+            ipvs: None,
         };
         let delivery = match iface {
             Some(_) => self.ingress(&mut f, &mut acc, true)?,
@@ -177,6 +195,7 @@ impl<'a> Run<'a> {
             out_iface: f.out_iface.as_deref(),
             mark: f.mark,
             ctstate,
+            ipvs: f.ipvs,
         };
         let NodeState {
             recent,
@@ -254,7 +273,9 @@ impl<'a> Run<'a> {
                     },
                 ))
             }
-            (Decision::Reject(with), Some(by)) => Some(self.reject(f, with, by)?),
+            (Decision::Reject(with), Some(by)) => {
+                Some(self.reject(f, with, hooks::Decider::Iptables(by))?)
+            }
             _ => None,
         })
     }
@@ -272,32 +293,10 @@ impl<'a> Run<'a> {
         };
         let consult = matches!(att.info, CtInfo::New) || att.info.is_related();
         if consult && !self.st.conntrack.nat_initialized(att.id, manip) {
-            let out = self.table(TableId::Nat, hook, f, acc)?;
-            let range = match (out.decision, manip) {
-                (Decision::Dnat(r), ManipType::Dst) | (Decision::Snat(r), ManipType::Src) => {
-                    Some(r)
-                }
-                (Decision::Masquerade(m), ManipType::Src) => {
-                    let addr = match (f.out_iface.as_deref(), f.next_hop) {
-                        (Some(dev), Some(nh)) => self.k.ifaces.select_addr(dev, nh),
-                        _ => None,
-                    };
-                    let Some(addr) = addr else {
-                        return Ok(Some(self.drop(
-                            f,
-                            DropReason::Unprocessable("MASQUERADE without an address".into()),
-                        )));
-                    };
-                    acc.nat.masquerade = true;
-                    Some(NatRange {
-                        addrs: Some((addr, addr)),
-                        ports: m.ports.map(|p| (p.lo, p.hi)),
-                        random: m.random,
-                        random_fully: m.random_fully,
-                        persistent: false,
-                    })
-                }
-                _ => None,
+            // The NAT core: iptables nat and nftables nat chains in order.
+            let range = match self.nat_binding(hook, manip, f, acc)? {
+                Ok(range) => range,
+                Err(done) => return Ok(Some(done)),
             };
             let st = &mut *self.st;
             match st
@@ -341,7 +340,7 @@ impl<'a> Run<'a> {
         acc: &mut Acc,
         classify: bool,
     ) -> Result<Delivery, EvalError> {
-        if let Some(d) = self.gate(TableId::Raw, Hook::Prerouting, f, acc)? {
+        if let Some(d) = self.filters(Hook::Prerouting, ..PRI_CONNTRACK, f, acc)? {
             return Ok(d);
         }
         if classify {
@@ -351,17 +350,20 @@ impl<'a> Run<'a> {
                 Classify::Tracked(a) => f.att = Some(a),
             }
         }
-        if let Some(d) = self.gate(TableId::Mangle, Hook::Prerouting, f, acc)? {
+        if let Some(d) = self.filters(Hook::Prerouting, PRI_CONNTRACK..PRI_NAT_DST, f, acc)? {
             return Ok(d);
         }
         if let Some(d) = self.nat(Hook::Prerouting, ManipType::Dst, f, acc)? {
+            return Ok(d);
+        }
+        if let Some(d) = self.filters(Hook::Prerouting, PRI_NAT_DST.., f, acc)? {
             return Ok(d);
         }
         let from_lo = f
             .in_iface
             .as_deref()
             .and_then(|i| self.k.ifaces.get(i))
-            .is_some_and(|i| i.loopback);
+            .is_some_and(|i| i.is_loopback());
         let (src, dst) = (f.pkt.src(), f.pkt.dst());
         if !from_lo {
             let localnet = self.k.sysctls.route_localnet && f.family == Family::Ipv4;
@@ -394,12 +396,19 @@ impl<'a> Run<'a> {
 
     fn input(&mut self, f: &mut InFlight, acc: &mut Acc) -> Result<Delivery, EvalError> {
         f.out_iface = None;
-        for table in [TableId::Mangle, TableId::Filter] {
-            if let Some(d) = self.gate(table, Hook::Input, f, acc)? {
-                return Ok(d);
-            }
+        if let Some(d) = self.filters(Hook::Input, ..PRI_IPVS_IN, f, acc)? {
+            return Ok(d);
+        }
+        if let Some(d) = self.ipvs_local_in(f, acc)? {
+            return Ok(d);
+        }
+        if let Some(d) = self.filters(Hook::Input, PRI_IPVS_IN..PRI_NAT_SRC, f, acc)? {
+            return Ok(d);
         }
         if let Some(d) = self.nat(Hook::Input, ManipType::Src, f, acc)? {
+            return Ok(d);
+        }
+        if let Some(d) = self.filters(Hook::Input, PRI_NAT_SRC.., f, acc)? {
             return Ok(d);
         }
         Ok(self.confirm(f).unwrap_or(Delivery::Local))
@@ -417,10 +426,14 @@ impl<'a> Run<'a> {
         }
         f.out_iface = Some(dev);
         f.next_hop = Some(next_hop);
-        for table in [TableId::Mangle, TableId::Filter] {
-            if let Some(d) = self.gate(table, Hook::Forward, f, acc)? {
-                return Ok(d);
-            }
+        if let Some(d) = self.filters(Hook::Forward, ..PRI_IPVS_FWD, f, acc)? {
+            return Ok(d);
+        }
+        if let Some(d) = self.ipvs_forward(f) {
+            return Ok(d);
+        }
+        if let Some(d) = self.filters(Hook::Forward, PRI_IPVS_FWD.., f, acc)? {
+            return Ok(d);
         }
         self.postrouting(f, acc, true)
     }
@@ -433,10 +446,13 @@ impl<'a> Run<'a> {
         acc: &mut Acc,
         confirm: bool,
     ) -> Result<Delivery, EvalError> {
-        if let Some(d) = self.gate(TableId::Mangle, Hook::Postrouting, f, acc)? {
+        if let Some(d) = self.filters(Hook::Postrouting, ..PRI_NAT_SRC, f, acc)? {
             return Ok(d);
         }
         if let Some(d) = self.nat(Hook::Postrouting, ManipType::Src, f, acc)? {
+            return Ok(d);
+        }
+        if let Some(d) = self.filters(Hook::Postrouting, PRI_NAT_SRC.., f, acc)? {
             return Ok(d);
         }
         if confirm {
@@ -465,7 +481,7 @@ impl<'a> Run<'a> {
         f.out_iface = Some(dev);
         f.next_hop = Some(nh);
         let dst_before = f.pkt.dst();
-        if let Some(d) = self.gate(TableId::Raw, Hook::Output, f, acc)? {
+        if let Some(d) = self.filters(Hook::Output, ..PRI_CONNTRACK, f, acc)? {
             return Ok(d);
         }
         match self.st.conntrack.classify(&f.pkt, self.now) {
@@ -473,13 +489,19 @@ impl<'a> Run<'a> {
             Classify::Invalid => f.att = None,
             Classify::Tracked(a) => f.att = Some(a),
         }
-        if let Some(d) = self.gate(TableId::Mangle, Hook::Output, f, acc)? {
+        if let Some(d) = self.filters(Hook::Output, PRI_CONNTRACK..PRI_NAT_DST, f, acc)? {
             return Ok(d);
         }
         if let Some(d) = self.nat(Hook::Output, ManipType::Dst, f, acc)? {
             return Ok(d);
         }
-        if let Some(d) = self.gate(TableId::Filter, Hook::Output, f, acc)? {
+        if let Some(d) = self.filters(Hook::Output, PRI_NAT_DST..PRI_IPVS_OUT, f, acc)? {
+            return Ok(d);
+        }
+        if let Some(d) = self.ipvs_local_out(f, acc)? {
+            return Ok(d);
+        }
+        if let Some(d) = self.filters(Hook::Output, PRI_IPVS_OUT.., f, acc)? {
             return Ok(d);
         }
         if f.pkt.dst() != dst_before {
@@ -515,7 +537,7 @@ impl<'a> Run<'a> {
         &mut self,
         f: &mut InFlight,
         with: crate::netfilter::RejectWith,
-        by: RuleRef,
+        by: hooks::Decider,
     ) -> Result<Delivery, EvalError> {
         if let Some(a) = f.att.take() {
             self.st.conntrack.finish(&a, false);
@@ -530,12 +552,9 @@ impl<'a> Run<'a> {
             }
         };
         let Some(reply) = reject_reply(&f.pkt, with, icmp_src) else {
-            return Ok(Delivery::Dropped(DropReason::Rule(by)));
+            return Ok(Delivery::Dropped(by.dropped()));
         };
         let processed = self.packet(reply, None)?;
-        Ok(Delivery::Rejected {
-            by,
-            reply: Box::new(processed),
-        })
+        Ok(by.rejected(Box::new(processed)))
     }
 }

@@ -122,7 +122,11 @@ impl Routes {
                 best = Some((key, res));
             }
         };
-        for i in ifaces.iter().filter(|i| !i.loopback) {
+        // A down dummy device (`kube-ipvs0`) has no connected routes.
+        let connected = |i: &&super::iface::Interface| {
+            !i.is_loopback() && i.kind != super::iface::IfaceKind::Dummy
+        };
+        for i in ifaces.iter().filter(connected) {
             for a in i.addrs.iter().filter(|a| Family::of(a.addr) == fam) {
                 if a.network().contains(dst) {
                     consider(
