@@ -52,6 +52,10 @@ struct ApplyArgs {
     /// Run inside this network namespace (`ip netns`), not the caller's.
     #[arg(long)]
     netns: Option<String>,
+    /// A service CIDR (repeatable), for inputs without ServiceCIDR objects
+    /// (nftables mode drops traffic to unallocated ClusterIPs in them).
+    #[arg(long = "service-cidr")]
+    service_cidrs: Vec<ipnet::IpNet>,
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -70,9 +74,15 @@ struct CleanupArgs {
 
 #[derive(clap::Args)]
 struct ScaleArgs {
-    /// Service counts to measure (each with 10 endpoints).
+    /// Service counts to measure.
     #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
     services: Vec<usize>,
+    /// Endpoints per service.
+    #[arg(long, default_value_t = 10)]
+    endpoints: usize,
+    /// Modes to measure, in row order.
+    #[arg(long, value_delimiter = ',', value_parser = ["iptables", "ipvs", "nftables"], default_value = "iptables,ipvs,nftables")]
+    modes: Vec<String>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[arg(long, value_enum, default_value = "text")]
@@ -97,6 +107,9 @@ struct TraceArgs {
     to: String,
     #[arg(long, value_parser = ["tcp", "udp", "sctp"], default_value = "tcp")]
     proto: String,
+    /// A service CIDR (repeatable), for inputs without ServiceCIDR objects.
+    #[arg(long = "service-cidr")]
+    service_cidrs: Vec<ipnet::IpNet>,
     /// Seed for the random rule choices of the path actually taken.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -126,12 +139,19 @@ struct RunArgs {
     output: Output,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
-    /// The iptables-restore payload, exactly as kube-proxy writes it.
+    /// What one sync writes, exactly as kube-proxy writes it: the
+    /// iptables-restore payload (iptables), the `nft -f` transaction
+    /// (nftables), the IPVS state and helper payload (ipvs).
+    #[value(alias = "transaction")]
     Restore,
-    /// The tables as iptables-save lists them on the node afterwards.
+    /// iptables and ipvs modes: the node's tables afterwards, as
+    /// iptables-save lists them.
     Save,
+    /// nftables mode: the node's ruleset afterwards, as `nft list ruleset`
+    /// prints it.
+    List,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -157,8 +177,14 @@ struct RulesArgs {
     /// Which IP family's rules (default: the node's primary IP's).
     #[arg(long, value_enum)]
     ip_family: Option<Family>,
+    /// What to print: `restore` (default; also `transaction`) in every
+    /// mode; `save` in iptables and ipvs modes; `list` in nftables mode.
     #[arg(long, value_enum, default_value = "restore")]
     format: Format,
+    /// A service CIDR (repeatable), for inputs without ServiceCIDR objects
+    /// (nftables mode drops traffic to unallocated ClusterIPs in them).
+    #[arg(long = "service-cidr")]
+    service_cidrs: Vec<ipnet::IpNet>,
     /// Manifests: Services, EndpointSlices, Nodes (YAML or JSON; `-` for stdin).
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -171,6 +197,17 @@ fn read(path: &PathBuf) -> Result<String> {
         return Ok(s);
     }
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Adds the `--service-cidr` ranges as one ServiceCIDR object.
+fn with_service_cidrs(mut m: Manifests, cidrs: Vec<ipnet::IpNet>) -> Manifests {
+    if !cidrs.is_empty() {
+        m.service_cidrs.push(k8s::ServiceCidr {
+            name: "--service-cidr".into(),
+            cidrs,
+        });
+    }
+    m
 }
 
 fn load_manifests(files: &[PathBuf]) -> Result<Manifests> {
@@ -198,7 +235,17 @@ fn load_config(path: Option<&PathBuf>, mode: Option<&str>) -> Result<Config> {
 
 fn rules(args: RulesArgs) -> Result<()> {
     let config = load_config(args.config.as_ref(), args.mode.as_deref())?;
-    let manifests = load_manifests(&args.files)?;
+    match (args.format, config.mode) {
+        (Format::List, Mode::Iptables | Mode::Ipvs) => anyhow::bail!(
+            "--format list prints `nft list ruleset`, which only nftables mode fills; use --format save for {} mode, or --mode nftables",
+            config.mode.name()
+        ),
+        (Format::Save, Mode::Nftables) => anyhow::bail!(
+            "--format save prints iptables-save, which nftables mode leaves empty; use --format list for the nftables ruleset"
+        ),
+        _ => {}
+    }
+    let manifests = with_service_cidrs(load_manifests(&args.files)?, args.service_cidrs);
     let req = RenderRequest {
         config,
         manifests,
@@ -213,6 +260,7 @@ fn rules(args: RulesArgs) -> Result<()> {
     match args.format {
         Format::Restore => print!("{}", out.default_output()),
         Format::Save => print!("{}", out.save),
+        Format::List => print!("{}", out.nft_list.unwrap_or_default()),
     }
     Ok(())
 }
@@ -230,11 +278,12 @@ fn parse_addr(text: &str, what: &str) -> Result<(IpAddr, Option<u16>)> {
 
 fn trace(args: TraceArgs) -> Result<()> {
     let config = load_config(args.config.as_ref(), args.mode.as_deref())?;
-    let manifests = load_manifests(&args.files)?;
+    let manifests = with_service_cidrs(load_manifests(&args.files)?, args.service_cidrs);
     let (from, from_port) = parse_addr(&args.from, "--from")?;
     let (to, to_port) = parse_addr(&args.to, "--to")?;
     let to_port = to_port.ok_or_else(|| anyhow::anyhow!("--to needs a port: IP:PORT"))?;
     let req = kpsim::trace::TraceRequest {
+        mode: config.mode,
         render: RenderRequest {
             config,
             manifests,
@@ -263,7 +312,7 @@ fn trace(args: TraceArgs) -> Result<()> {
 
 fn apply(args: ApplyArgs) -> Result<()> {
     let config = load_config(args.config.as_ref(), args.mode.as_deref())?;
-    let manifests = load_manifests(&args.files)?;
+    let manifests = with_service_cidrs(load_manifests(&args.files)?, args.service_cidrs);
     let req = RenderRequest {
         config,
         manifests,
@@ -302,7 +351,18 @@ fn cleanup(args: CleanupArgs) -> Result<()> {
 }
 
 fn scale(args: ScaleArgs) -> Result<()> {
-    let rows = kpsim::scale::measure(&args.services, args.seed)?;
+    let modes = args
+        .modes
+        .iter()
+        .map(|m| Mode::parse(m))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let rows = kpsim::scale::measure_with(&kpsim::scale::ScaleRequest {
+        sizes: args.services,
+        endpoints: args.endpoints,
+        modes,
+        seed: args.seed,
+    })?;
     match args.output {
         Output::Text => print!("{}", kpsim::scale::render_text(&rows)),
         Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),

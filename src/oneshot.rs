@@ -18,6 +18,7 @@ use sim::netfilter::Variant;
 
 use crate::scenario::kube_proxy::KubeProxy;
 use crate::simkernel::{KernelSide, SimKernel};
+use sim::ipvs::ListFormat;
 use sim::node::Node;
 use sim::time::Instant;
 
@@ -45,6 +46,9 @@ pub struct Rendered {
     pub save: String,
     /// The `nft -f` transaction (nftables mode).
     pub nft_transaction: Option<String>,
+    /// The node's nftables afterwards, as `nft list ruleset` prints them
+    /// (nftables mode).
+    pub nft_list: Option<String>,
     /// `ipvsadm -Ln`, the `kube-ipvs0` addresses and `ipset list` (IPVS mode).
     pub ipvs_state: Option<String>,
     pub summary: SyncSummary,
@@ -105,11 +109,33 @@ pub fn family_for(req: &RenderRequest, node: &NodeInfo) -> IpFamily {
         .unwrap_or(IpFamily::V4)
 }
 
-/// Runs one full sync into a fresh simulated node and returns the payload.
+/// Runs one full sync into a fresh simulated node (its IPs on `eth0`, so
+/// IPVS mode finds them for NodePorts) and returns the payload.
 pub fn render(req: &RenderRequest) -> Result<Rendered> {
     let node = resolve_node(req)?;
     let mut sim_node = Node::new(&node.name, 0, Variant::Nft);
+    sim_node.add_interface("eth0")?;
+    for ip in &node.interface_addresses {
+        if !ip.is_loopback() && !sim_node.is_local(*ip) {
+            sim_node.add_address("eth0", *ip, if ip.is_ipv4() { 32 } else { 128 })?;
+        }
+    }
     render_into(req, node, &mut sim_node)
+}
+
+/// IPVS mode's kernel state as `kpsim rules` prints it: `ipvsadm -Ln`,
+/// the dummy device's addresses and `ipset list`, each under its command.
+pub fn ipvs_state(node: &Node) -> String {
+    let dev = proxier::ipvs::DEFAULT_DUMMY_DEVICE;
+    let addrs = node
+        .interfaces()
+        .show(dev)
+        .unwrap_or_else(|| format!("Device \"{dev}\" does not exist.\n"));
+    format!(
+        "# ipvsadm -Ln\n{}\n# ip addr show {dev}\n{addrs}\n# ipset list\n{}",
+        node.ipvs().list(Instant::ZERO, ListFormat::Plain),
+        node.ipset_list(None)
+    )
 }
 
 /// Runs one full sync for `node` into the simulated kernel `sim_node`: what
@@ -135,9 +161,10 @@ pub fn render_into(req: &RenderRequest, node: NodeInfo, sim_node: &mut Node) -> 
         None => bail!("the proxier did not sync"),
     };
     let restore = side.last_restore(family).map(str::to_string);
-    let nft_transaction = side.nftables.transactions.last().cloned();
-    let ipvs_state = (mode == Mode::Ipvs)
-        .then(|| proxier::ipvs::dump::render(&side.ipvs, &side.addresses, &side.ipset));
+    let nft_transaction = side.last_nft_transaction.clone();
+    let nft_list =
+        (mode == Mode::Nftables).then(|| sim_node.nftables().list_ruleset(Instant::ZERO));
+    let ipvs_state = (mode == Mode::Ipvs).then(|| ipvs_state(sim_node));
     let save = sim_node.iptables_save(match family {
         IpFamily::V4 => sim::netfilter::Family::Ipv4,
         IpFamily::V6 => sim::netfilter::Family::Ipv6,
@@ -149,6 +176,7 @@ pub fn render_into(req: &RenderRequest, node: NodeInfo, sim_node: &mut Node) -> 
         restore,
         save,
         nft_transaction,
+        nft_list,
         ipvs_state,
         summary,
     })

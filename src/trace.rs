@@ -8,13 +8,19 @@
 //! path), a source in the node's pod CIDR arrives from a local pod (`cni0`),
 //! anything else arrives from the network (`eth0`). Every random branch is
 //! explored to list each endpoint the packet can be DNATed to, in rule
-//! order; the seeded run gives the path actually taken, its rule count and
-//! its trace.
+//! order (iptables' `statistic` and nftables' `numgen` alike); the seeded
+//! run gives the path actually taken, its rule count (nftables: rules
+//! visited plus set and map lookups) and its trace. The mode is the
+//! request's: the node holds that mode's rules. In IPVS mode the scheduler
+//! picks, not a rule: `endpoints` lists every real server of the virtual
+//! service the packet hit that could take a new connection (weight above
+//! 0), in `ipvsadm -Ln` order.
 
 use std::net::IpAddr;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::IpNet;
+use proxier::config::Mode;
 use proxier::k8s::{IpFamily, Protocol};
 use serde::Serialize;
 use sim::netfilter::eval::{Decision, Explorer};
@@ -26,10 +32,16 @@ use sim::time::Instant;
 
 use crate::oneshot::{render_into, resolve_node, RenderRequest};
 
+/// The table kube-proxy's nftables mode owns.
+const NFT_TABLE: &str = "kube-proxy";
+
 /// What to trace.
 #[derive(Debug, Clone)]
 pub struct TraceRequest {
     pub render: RenderRequest,
+    /// The proxy mode whose rules the node holds (it overrides the
+    /// configuration's `mode`; callers take it from there).
+    pub mode: Mode,
     pub from: IpAddr,
     /// Default 40000.
     pub from_port: Option<u16>,
@@ -43,6 +55,8 @@ pub struct TraceRequest {
 #[derive(Debug, Clone, Serialize)]
 pub struct TraceResult {
     pub node: String,
+    /// `iptables`, `ipvs` or `nftables`.
+    pub mode: String,
     /// `OUTPUT` (locally generated) or `PREROUTING on <iface>`.
     pub path: String,
     /// Every `ip:port` the packet can be DNATed to, in rule order.
@@ -102,15 +116,21 @@ fn endpoint_of(p: &Processed) -> Option<String> {
     })
 }
 
-/// The decision of a kube-proxy filter rule on this path, if one decided.
+/// The decision of a kube-proxy filter rule on this path, if one decided
+/// (iptables: a rule in a `KUBE-` chain; nftables: a rule of the
+/// `kube-proxy` table).
 fn verdict_of(p: &Processed) -> Option<String> {
     match &p.delivery {
         Delivery::Dropped(DropReason::Rule(r)) if r.chain.starts_with("KUBE-") => {
             return Some("DROP".into())
         }
+        Delivery::Dropped(DropReason::NftRule(r)) if r.table == NFT_TABLE => {
+            return Some("DROP".into())
+        }
         Delivery::Rejected { by, .. } if by.chain.starts_with("KUBE-") => {
             return Some("REJECT".into())
         }
+        Delivery::NftRejected { by, .. } if by.table == NFT_TABLE => return Some("REJECT".into()),
         _ => {}
     }
     p.steps
@@ -126,7 +146,17 @@ fn describe(d: &Delivery) -> String {
         Delivery::Out { iface, next_hop } => format!("sent out of {iface} to {next_hop}"),
         Delivery::Dropped(reason) => reason.to_string(),
         Delivery::Rejected { by, .. } => format!("rejected by {by}"),
+        Delivery::NftRejected { by, .. } => format!("rejected by {by}"),
+        Delivery::IcmpError { by, .. } => format!("answered with an ICMP error by {by}"),
     }
+}
+
+/// The real servers of an IPVS service that can take a new connection
+/// (weight above 0), in `ipvsadm -Ln` order.
+fn ipvs_endpoints(node: &sim::node::Node, key: &sim::ipvs::ServiceKey) -> Vec<String> {
+    let mut dests = node.ipvs().candidates(key);
+    dests.sort_by_key(|d| (d.ip(), d.port()));
+    dests.iter().map(ToString::to_string).collect()
 }
 
 pub fn trace(req: &TraceRequest) -> Result<TraceResult> {
@@ -157,7 +187,9 @@ pub fn trace(req: &TraceRequest) -> Result<TraceResult> {
             node.add_address("eth0", *addr, prefix)?;
         }
     }
-    render_into(&req.render, info.clone(), node).context("rendering the node's rules")?;
+    let mut render = req.render.clone();
+    render.config.mode = req.mode;
+    render_into(&render, info.clone(), node).context("rendering the node's rules")?;
 
     let pkt = packet(req)?;
     let iface = if node.is_local(req.from) {
@@ -177,6 +209,11 @@ pub fn trace(req: &TraceRequest) -> Result<TraceResult> {
             }
         }
     }
+    // IPVS schedules instead of rules: every real server it could pick
+    // for a new connection to the virtual service the packet hit.
+    if let Some(key) = explored.runs.iter().find_map(|(p, _)| p.nat.ipvs) {
+        endpoints = ipvs_endpoints(node, &key);
+    }
     node.set_tracing(true);
     let taken = match iface {
         None => node.send(pkt, now)?,
@@ -184,6 +221,7 @@ pub fn trace(req: &TraceRequest) -> Result<TraceResult> {
     };
     Ok(TraceResult {
         node: name,
+        mode: req.mode.name().to_string(),
         path: match iface {
             None => "OUTPUT (locally generated)".into(),
             Some(i) => format!("PREROUTING on {i}"),
@@ -200,7 +238,10 @@ pub fn trace(req: &TraceRequest) -> Result<TraceResult> {
 
 /// The text form: the trace, then a summary.
 pub fn render_text(r: &TraceResult) -> String {
-    let mut out = format!("node {}: packet enters via {}\n", r.node, r.path);
+    let mut out = format!(
+        "node {} ({} mode): packet enters via {}\n",
+        r.node, r.mode, r.path
+    );
     out.push_str(&r.trace);
     out.push_str(&format!("=> {}\n", r.delivery));
     out.push_str(&format!(

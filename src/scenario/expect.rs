@@ -4,7 +4,9 @@
 //! what was seen, so a failure explains itself. Traffic expectations look at
 //! the step's own traffic; `openConnectionsAlive` sends one more request on
 //! every connection kept open so far; `conntrackEntries` counts the node's
-//! table at this instant.
+//! table at this instant; `kubeProxyRules` says which mode's rules a node's
+//! kernel holds. Per-flow and IPVS-table expectations are in
+//! `expect_flows`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -155,7 +157,41 @@ pub(super) fn check(
             ));
         }
     }
+    if let Some(rules) = &e.kube_proxy_rules {
+        for (node, want) in rules {
+            let got = kube_proxy_rules(world.net.node(node)?);
+            out.push(expectation(
+                &format!("kube-proxy rules on {node}"),
+                got == want,
+                want.clone(),
+                got.to_string(),
+            ));
+        }
+    }
+    out.extend(super::expect_flows::check(world, e, traffic)?);
     Ok(out)
+}
+
+/// Which mode's kube-proxy rules a node's kernel holds: `iptables` (the
+/// nat table's `KUBE-SERVICES`, which IPVS mode also has), `nftables` (a
+/// `kube-proxy` table), both, or `none`.
+fn kube_proxy_rules(node: &sim::node::Node) -> &'static str {
+    use sim::netfilter::{Family, TableId};
+    use sim::nftables::Family as NftFamily;
+    let ipt = [Family::Ipv4, Family::Ipv6].into_iter().any(|f| {
+        node.iptables(f)
+            .chain(TableId::Nat, "KUBE-SERVICES")
+            .is_some()
+    });
+    let nft = [NftFamily::Ip, NftFamily::Ip6]
+        .into_iter()
+        .any(|f| node.nftables().table(f, "kube-proxy").is_some());
+    match (ipt, nft) {
+        (true, true) => "iptables and nftables",
+        (true, false) => "iptables",
+        (false, true) => "nftables",
+        (false, false) => "none",
+    }
 }
 
 /// `client` (the sender), a node or host name, or an IP.

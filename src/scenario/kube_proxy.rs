@@ -8,7 +8,9 @@
 //! `minSyncPeriod`, and at least one per hour. A failed sync is retried
 //! after `syncPeriod` and makes the next one full. A restart throws this
 //! value away and starts a new one: the kernel keeps its rules, the process
-//! keeps nothing.
+//! keeps nothing. Before its proxier exists, a starting kube-proxy removes
+//! the other modes' rules as upstream's `platformCleanup` does (so a node
+//! restarted in another mode switches cleanly).
 
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use proxier::config::{Config, Mode};
 use proxier::dataplane::Kernel;
 use proxier::iptables::{self, FULL_SYNC_PERIOD};
 use proxier::k8s::{EndpointSlice, IpFamily, NamespacedName, Service};
+use proxier::kernel::cleanup::{self as kcleanup, CleanupReport};
 use proxier::node::NodeInfo;
 use proxier::provider::{Provider, SyncSummary};
 use proxier::sync_runner::SyncRunner;
@@ -39,6 +42,29 @@ pub struct KubeProxy {
     runner: SyncRunner,
     sync_period: Duration,
     pub syncs: Vec<SyncRecord>,
+    /// What start-up removed of the other modes' rules.
+    pub cleanup: CleanupReport,
+}
+
+/// Upstream's `platformCleanup` at start-up: nftables mode removes what
+/// the iptables-based modes left (their iptables chains and jump rules, in
+/// both families); iptables and IPVS modes remove nftables mode's
+/// `kube-proxy` tables. Best effort, as upstream: failures are collected,
+/// not fatal. (Upstream's nftables mode also removes IPVS mode's virtual
+/// servers, ipsets and `kube-ipvs0`; that part is not modelled here.)
+fn platform_cleanup(mode: Mode, kernel: &mut dyn Kernel) -> CleanupReport {
+    let mut report = CleanupReport::default();
+    match mode {
+        Mode::Nftables => {
+            for family in [IpFamily::V4, IpFamily::V6] {
+                kcleanup::iptables_leftovers(kernel.iptables(family), &mut report);
+            }
+        }
+        Mode::Iptables | Mode::Ipvs => {
+            kcleanup::nftables_leftovers_via(kernel.nftables(), &mut report);
+        }
+    }
+    report
 }
 
 impl KubeProxy {
@@ -52,6 +78,7 @@ impl KubeProxy {
         kernel: &mut dyn Kernel,
     ) -> Result<KubeProxy> {
         let now = Timestamp::ZERO;
+        let cleanup = platform_cleanup(mode, kernel);
         let proxier: Box<dyn Provider> = match mode {
             Mode::Iptables => {
                 let options = iptables::Options::from_config(config, family, &node);
@@ -71,6 +98,7 @@ impl KubeProxy {
             runner: SyncRunner::new(config.min_sync_period, FULL_SYNC_PERIOD, BURST_SYNCS),
             sync_period: config.sync_period,
             syncs: Vec::new(),
+            cleanup,
         })
     }
 

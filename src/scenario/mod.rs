@@ -9,7 +9,9 @@
 pub mod apiserver;
 pub mod controller;
 mod expect;
+mod expect_flows;
 pub mod kube_proxy;
+pub mod modes;
 pub mod plan;
 pub mod report;
 pub mod runner;

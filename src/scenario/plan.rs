@@ -78,6 +78,9 @@ pub struct Plan {
     pub seed: u64,
     pub modes: Vec<Mode>,
     pub config: Config,
+    /// The `config` body as written (runs in other modes, and restarts
+    /// with `config`, resolve from it: see `modes`).
+    pub config_source: Option<serde_yaml::Value>,
     pub nodes: Vec<Node>,
     pub pods: Vec<Pod>,
     pub clients: Vec<Client>,
@@ -337,11 +340,15 @@ pub fn plan(file: &str, sc: &Scenario) -> Result<Plan, PlanError> {
                 format!("service {service} is not type LoadBalancer"),
             ));
         }
-        // The cloud controller publishes the LB's address in the status.
+        // The cloud controller publishes the LB's address in the status; a
+        // balancer that proxies (the nodes see it as the source) says so
+        // with `ipMode: Proxy` (KEP-1860), so nodes do not take its VIP
+        // for their own (IPVS mode would bind it and drop its packets as
+        // martians).
         if svc.load_balancer_ingress.iter().all(|i| i.ip != Some(ip)) {
             svc.load_balancer_ingress.push(k8s::LoadBalancerIngress {
                 ip: Some(ip),
-                ip_mode: None,
+                ip_mode: (!lb.preserve_client_ip).then_some(k8s::IpMode::Proxy),
             });
         }
         load_balancers.push(LoadBalancer {
@@ -361,6 +368,9 @@ pub fn plan(file: &str, sc: &Scenario) -> Result<Plan, PlanError> {
         .collect();
     for (i, step) in sc.steps.iter().enumerate() {
         check_step(&ctx, i, step, &known_hosts, &pods, &nodes)?;
+        let earlier = &sc.steps[..i];
+        super::modes::check_step(step, earlier, sc.config.as_ref(), config.mode, &nodes)
+            .map_err(|e| ctx.err(step_place(i, step), e))?;
     }
 
     Ok(Plan {
@@ -370,6 +380,7 @@ pub fn plan(file: &str, sc: &Scenario) -> Result<Plan, PlanError> {
         seed: sc.seed,
         modes,
         config,
+        config_source: sc.config.clone(),
         nodes,
         pods,
         clients,
@@ -379,6 +390,14 @@ pub fn plan(file: &str, sc: &Scenario) -> Result<Plan, PlanError> {
         service_cidrs,
         steps: sc.steps.clone(),
     })
+}
+
+/// `steps[3] (name)`, as errors name a step.
+fn step_place(i: usize, step: &spec::Step) -> String {
+    match &step.name {
+        Some(n) => format!("steps[{i}] ({n})"),
+        None => format!("steps[{i}]"),
+    }
 }
 
 /// Records that `owner` uses `ip`; two owners of one address is an error.
@@ -537,10 +556,7 @@ fn check_step(
     pods: &[Pod],
     nodes: &[Node],
 ) -> Result<(), PlanError> {
-    let place = match &step.name {
-        Some(n) => format!("steps[{i}] ({n})"),
-        None => format!("steps[{i}]"),
-    };
+    let place = step_place(i, step);
     let actions = [
         step.traffic.is_some(),
         step.apply.is_some(),

@@ -76,6 +76,10 @@ pub struct TrafficReport {
     /// Servers reached per client source address (for stickiness).
     #[serde(skip)]
     pub servers_by_source: BTreeMap<String, BTreeMap<String, u32>>,
+    /// Every connection in order: its source `ip:port` and the pod that
+    /// answered (`None`: it failed).
+    #[serde(skip)]
+    pub flows: Vec<(String, Option<String>)>,
 }
 
 /// One checked expectation.

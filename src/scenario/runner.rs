@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use proxier::clock::Timestamp;
-use proxier::config::{duration, Mode};
+use proxier::config::{duration, Config, Mode};
 use proxier::k8s::{self, IpFamily, NamespacedName, Protocol};
 use proxier::node::NodeInfo;
 use sim::netfilter::{Cidr, Protocol as SimProtocol, Variant};
@@ -29,6 +29,7 @@ use sim::time::Instant;
 use super::apiserver::{ApiServer, Event};
 use super::expect::check;
 use super::kube_proxy::KubeProxy;
+use super::modes::step_runs_in;
 use super::plan::Plan;
 use super::report::{Report, StepReport, SyncReport, TrafficReport};
 use super::spec::{Step, TrafficSpec};
@@ -43,7 +44,6 @@ pub(super) struct Open {
 
 pub(super) struct World<'p> {
     pub plan: &'p Plan,
-    pub mode: Mode,
     pub now: Instant,
     pub net: Network,
     sides: BTreeMap<String, KernelSide>,
@@ -54,6 +54,11 @@ pub(super) struct World<'p> {
     udp_sockets: BTreeMap<(String, String), ConnId>,
     /// How many syncs each node had when the current step began.
     sync_marks: BTreeMap<String, usize>,
+    /// Each node's kube-proxy configuration (the mode's own; a restart with
+    /// `config` changes it).
+    configs: BTreeMap<String, Config>,
+    /// Flows of labelled traffic steps: (source `ip:port`, pod reached).
+    pub labelled_flows: BTreeMap<String, Vec<(String, Option<String>)>>,
 }
 
 fn ts(t: Instant) -> Timestamp {
@@ -76,6 +81,9 @@ fn run_mode(plan: &Plan, seed: u64, mode: Mode) -> Result<Report> {
     let mut world = World::build(plan, seed, mode)?;
     let mut steps = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
+        if !step_runs_in(step, mode) {
+            continue;
+        }
         world.mark_syncs();
         let at = world.now.to_string();
         let (title, traffic) = world
@@ -167,7 +175,6 @@ impl<'p> World<'p> {
 
         let mut world = World {
             plan,
-            mode,
             now: Instant::ZERO,
             net,
             sides: BTreeMap::new(),
@@ -176,8 +183,14 @@ impl<'p> World<'p> {
             open: Vec::new(),
             udp_sockets: BTreeMap::new(),
             sync_marks: BTreeMap::new(),
+            configs: BTreeMap::new(),
+            labelled_flows: BTreeMap::new(),
         };
+        let config = plan
+            .config_for(mode, None)
+            .map_err(|e| anyhow!("{}: config for {} mode: {e}", plan.file, mode.name()))?;
         for n in &plan.nodes {
+            world.configs.insert(n.name.clone(), config.clone());
             world.sides.insert(n.name.clone(), KernelSide::default());
             world.start_kube_proxy(&n.name)?;
         }
@@ -203,8 +216,9 @@ impl<'p> World<'p> {
         let (services, slices) = (self.api.services(), self.api.slices());
         let now = self.now;
         let side = self.sides.get_mut(node).expect("every node has a side");
+        let config = &self.configs[node];
         let mut kernel = SimKernel::new(self.net.node_mut(node)?, side, now);
-        let mut kp = KubeProxy::new(&self.plan.config, self.mode, family, info, &mut kernel)
+        let mut kp = KubeProxy::new(config, config.mode, family, info, &mut kernel)
             .with_context(|| format!("starting kube-proxy on {node}"))?;
         let cidrs: Vec<ipnet::IpNet> = self.plan.service_cidrs.clone();
         kp.start(&services, &slices, &cidrs, ts(now), &mut kernel);
@@ -377,12 +391,32 @@ impl<'p> World<'p> {
             return Ok((format!("node {} {what}", n.name), None));
         }
         if let Some(r) = &step.restart {
+            let switch = r.mode.as_deref().map(Mode::parse).transpose();
+            let switch = switch.map_err(|e| anyhow!("restart.mode: {e}"))?;
+            if r.config.is_some() || switch.is_some() {
+                let mode = switch.unwrap_or(self.configs[&r.kube_proxy].mode);
+                let config = self
+                    .plan
+                    .config_for(mode, r.config.as_ref())
+                    .map_err(|e| anyhow!("restart.config: {e}"))?;
+                self.configs.insert(r.kube_proxy.clone(), config);
+            }
             self.proxies.remove(&r.kube_proxy);
             self.start_kube_proxy(&r.kube_proxy)?;
             // A new process: its syncs are all new.
             self.sync_marks.insert(r.kube_proxy.clone(), 0);
             self.settle()?;
-            return Ok((format!("kube-proxy on {} restarts", r.kube_proxy), None));
+            let mut title = format!("kube-proxy on {} restarts", r.kube_proxy);
+            if let Some(m) = switch {
+                title.push_str(&format!(" in {} mode", m.name()));
+                let removed = self.proxies[&r.kube_proxy].cleanup.removed.len();
+                if removed > 0 {
+                    title.push_str(&format!(
+                        ", removing the other mode's rules ({removed} deletions)"
+                    ));
+                }
+            }
+            return Ok((title, None));
         }
         if let Some(a) = &step.advance {
             let d = duration::parse(a).map_err(anyhow::Error::msg)?;
@@ -457,7 +491,11 @@ impl<'p> World<'p> {
         };
         let n = t.connections.unwrap_or(1);
         let now = self.now;
-        for _ in 0..n {
+        for i in 0..n {
+            // Checked by the planner: the ports stay below 65536.
+            let port = t
+                .source_port
+                .and_then(|p| u16::try_from(i).ok().and_then(|i| p.checked_add(i)));
             let r = if udp && t.same_source_port {
                 let key = (t.from.clone(), t.to.clone());
                 let existing = self.udp_sockets.get(&key).copied();
@@ -475,9 +513,11 @@ impl<'p> World<'p> {
                 }
                 r
             } else if udp {
-                self.net.send_udp(&t.from, target, now, t.keep_open)?
+                self.net
+                    .send_udp_from(&t.from, port, target, now, t.keep_open)?
             } else {
-                self.net.connect_tcp(&t.from, target, now, t.keep_open)?
+                self.net
+                    .connect_tcp_from(&t.from, port, target, now, t.keep_open)?
             };
             if t.keep_open {
                 if let Some(id) = r.id.filter(|_| !r.closed) {
@@ -489,6 +529,10 @@ impl<'p> World<'p> {
             }
             tally(&mut report, &r);
         }
+        if let Some(label) = &t.label {
+            self.labelled_flows
+                .insert(label.clone(), report.flows.clone());
+        }
         self.settle()?;
         Ok(report)
     }
@@ -496,6 +540,12 @@ impl<'p> World<'p> {
 
 fn tally(report: &mut TrafficReport, r: &ConnectionReport) {
     report.attempts += 1;
+    let answered = (r.outcome == Outcome::Answered).then(|| r.server.clone());
+    let (ip, port) = r.client_addr;
+    report.flows.push((
+        std::net::SocketAddr::new(ip, port).to_string(),
+        answered.flatten(),
+    ));
     for (node, n) in &r.rules_first_packet {
         *report.rules_first_packet.entry(node.clone()).or_default() += n;
     }

@@ -136,6 +136,10 @@ pub struct Step {
     /// Close connections left open by earlier traffic steps.
     pub close: Option<CloseSpec>,
     pub expect: Option<ExpectSpec>,
+    /// Run this step only in these modes: for behaviour that genuinely
+    /// differs by mode (the scenario's description says why).
+    #[serde(default)]
+    pub modes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -156,9 +160,15 @@ pub struct TrafficSpec {
     /// Reuse one source port for every flow (UDP "same client socket").
     #[serde(default)]
     pub same_source_port: bool,
-    /// Label the open connections for a later `close`/expectation.
+    /// Label the open connections for a later `close`/expectation, and
+    /// this step's flows for a later `keptBackends`.
     #[serde(default)]
     pub label: Option<String>,
+    /// Source ports from this one up (connection `i` uses `sourcePort + i`)
+    /// instead of random ephemeral ones, so a later step can send the very
+    /// same flows again.
+    #[serde(default)]
+    pub source_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -199,6 +209,14 @@ pub struct NodeChangeSpec {
 pub struct RestartSpec {
     /// The node whose kube-proxy restarts.
     pub kube_proxy: String,
+    /// KubeProxyConfiguration fields merged over the scenario's for this
+    /// node from this restart on (e.g. another `ipvs.scheduler`).
+    #[serde(default)]
+    pub config: Option<serde_yaml::Value>,
+    /// The proxy mode the node's kube-proxy comes back in (a mode switch:
+    /// at start-up it removes the other modes' rules, as upstream does).
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -239,6 +257,46 @@ pub struct ExpectSpec {
     /// Conntrack entries on a node: `{node-a: 3}`.
     #[serde(default)]
     pub conntrack_entries: Option<BTreeMap<String, usize>>,
+    /// The step's connections reached these pods in this repeating order
+    /// (connection `i` reached `cycle[i % len]`).
+    #[serde(default)]
+    pub cycle: Option<Vec<String>>,
+    /// A node's IPVS real servers for one virtual service: exactly these,
+    /// with these weights.
+    #[serde(default)]
+    pub real_servers: Option<RealServersSpec>,
+    /// Flows that reached the same pod as the same flow (source address
+    /// and port) in an earlier labelled step.
+    #[serde(default)]
+    pub kept_backends: Option<KeptBackendsSpec>,
+    /// Which mode's kube-proxy rules each node's kernel holds now:
+    /// `{node-a: nftables}` (`iptables`, `nftables` or `none`).
+    #[serde(default)]
+    pub kube_proxy_rules: Option<BTreeMap<String, String>>,
+}
+
+/// `realServers: {node, service: IP:PORT, protocol, weights: {pod: weight}}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RealServersSpec {
+    pub node: String,
+    /// The virtual service, `IP:PORT` (`[V6]:PORT`).
+    pub service: String,
+    /// `TCP` (default), `UDP` or `SCTP`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// Real servers by pod name (or `IP:PORT` when no pod has the address).
+    pub weights: BTreeMap<String, u32>,
+}
+
+/// `keptBackends: {since: LABEL, atLeast: 0.7}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeptBackendsSpec {
+    /// The `label` of the earlier traffic step.
+    pub since: String,
+    /// The smallest fraction of flows that must have kept their pod.
+    pub at_least: f64,
 }
 
 fn default_namespace() -> String {

@@ -101,17 +101,7 @@ impl Iptables for SimKernel<'_> {
         chain: &str,
         args: &[String],
     ) -> Result<bool, DataplaneError> {
-        let line: Vec<String> = args.iter().map(|a| quote(a)).collect();
-        let line = line.join(" ");
-        let id = table_id(table);
-        let ruleset = self.node.iptables(sim_family(self.family));
-        let (family, variant) = (ruleset.family(), ruleset.variant());
-        let wanted = Rule::parse(&line, id, family, variant)
-            .map_err(|e| DataplaneError::new("iptables -C", e.to_string()))?
-            .to_save_args(family);
-        let exists = ruleset
-            .chain(id, chain)
-            .is_some_and(|c| c.rules().iter().any(|r| r.to_save_args(family) == wanted));
+        let (line, exists) = self.find_rule(table, chain, args)?;
         if exists {
             return Ok(true);
         }
@@ -126,6 +116,50 @@ impl Iptables for SimKernel<'_> {
 
     fn has_random_fully(&self) -> bool {
         true
+    }
+
+    fn delete_rule(
+        &mut self,
+        table: Table,
+        chain: &str,
+        args: &[String],
+    ) -> Result<bool, DataplaneError> {
+        let (line, exists) = self.find_rule(table, chain, args)?;
+        if !exists {
+            return Ok(false);
+        }
+        let text = format!("*{}\n-D {chain} {line}\nCOMMIT\n", table.name());
+        self.restore_text("iptables -D", &text, RestoreMode::NoFlush)?;
+        Ok(true)
+    }
+
+    fn delete_chain(&mut self, table: Table, chain: &str) -> Result<(), DataplaneError> {
+        let text = format!("*{}\n-X {chain}\nCOMMIT\n", table.name());
+        self.restore_text("iptables -X", &text, RestoreMode::NoFlush)
+    }
+}
+
+impl SimKernel<'_> {
+    /// `args` as one restore line, and whether `chain` holds an equal rule
+    /// (compared normalised, the way `iptables -C` compares).
+    fn find_rule(
+        &self,
+        table: Table,
+        chain: &str,
+        args: &[String],
+    ) -> Result<(String, bool), DataplaneError> {
+        let line: Vec<String> = args.iter().map(|a| quote(a)).collect();
+        let line = line.join(" ");
+        let id = table_id(table);
+        let ruleset = self.node.iptables(sim_family(self.family));
+        let (family, variant) = (ruleset.family(), ruleset.variant());
+        let wanted = Rule::parse(&line, id, family, variant)
+            .map_err(|e| DataplaneError::new("iptables -C", e.to_string()))?
+            .to_save_args(family);
+        let exists = ruleset
+            .chain(id, chain)
+            .is_some_and(|c| c.rules().iter().any(|r| r.to_save_args(family) == wanted));
+        Ok((line, exists))
     }
 }
 

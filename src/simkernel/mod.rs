@@ -5,18 +5,20 @@
 //! node's iptables-restore parser (the same text a kernel would load,
 //! applied atomically, with `-m set`/`-m nfacct` references checked against
 //! the node's objects), conntrack listing and deletion act on the node's
-//! table, nfacct and sysctls on the node. Interfaces the node does not model
-//! yet (nftables, IPVS, ipsets through the IPVS proxier, kube-ipvs0
-//! addresses) are served by recording fakes kept in [`KernelSide`].
+//! table, nfacct and sysctls on the node; IPVS mode's interfaces act on the
+//! node's IPVS table (`ipvs`), ipsets (`ipset`) and interfaces — the
+//! `kube-ipvs0` dummy device — (`addresses`); nftables transactions and
+//! listings act on the node's nftables model (`nftables`).
 //!
 //! **Invariant:** this module translates; it never decides anything a
 //! kernel would not.
 
+mod addresses;
+mod ipset;
 mod iptables;
+mod ipvs;
+mod nftables;
 
-use proxier::dataplane::recording::{
-    RecordingAddresses, RecordingIpset, RecordingIpvs, RecordingNftables,
-};
 use proxier::dataplane::{
     Addresses, Conntrack, ConntrackFlow, DataplaneError, Ipset, Iptables, Ipvs, Kernel, Nfacct,
     Nftables, Sysctl,
@@ -36,13 +38,11 @@ pub struct KernelSide {
     /// nfacct counters this node cannot create (a kernel without
     /// `nfnetlink_acct`, or a host without the `nfacct` tool).
     pub nfacct_unavailable: Vec<String>,
-    /// Sysctls the node does not model (IPVS's `net/ipv4/vs/*`, ARP
-    /// settings): remembered, so a read returns what was written.
+    /// Sysctls the node does not model (ARP settings): remembered, so a
+    /// read returns what was written.
     pub other_sysctls: std::collections::BTreeMap<String, i64>,
-    pub nftables: RecordingNftables,
-    pub ipvs: RecordingIpvs,
-    pub ipset: RecordingIpset,
-    pub addresses: RecordingAddresses,
+    /// The last `nft -f` transaction (what `kpsim rules` prints).
+    pub last_nft_transaction: Option<String>,
 }
 
 impl KernelSide {
@@ -95,7 +95,7 @@ impl Kernel for SimKernel<'_> {
         self
     }
     fn nftables(&mut self) -> &mut dyn Nftables {
-        &mut self.side.nftables
+        self
     }
     fn conntrack(&mut self) -> &mut dyn Conntrack {
         self
@@ -107,13 +107,13 @@ impl Kernel for SimKernel<'_> {
         self
     }
     fn ipvs(&mut self) -> &mut dyn Ipvs {
-        &mut self.side.ipvs
+        self
     }
     fn ipset(&mut self) -> &mut dyn Ipset {
-        &mut self.side.ipset
+        self
     }
     fn addresses(&mut self) -> &mut dyn Addresses {
-        &mut self.side.addresses
+        self
     }
 }
 
@@ -184,6 +184,10 @@ impl Sysctl for SimKernel<'_> {
             "net.netfilter.nf_conntrack_tcp_be_liberal" => {
                 Ok(i64::from(self.node.conntrack().config().tcp_be_liberal))
             }
+            vs if vs.starts_with("net.ipv4.vs.") => self
+                .node
+                .vs_sysctl(vs)
+                .ok_or_else(|| DataplaneError::new("sysctl", format!("{vs}: no such sysctl"))),
             other => self
                 .side
                 .other_sysctls
@@ -198,7 +202,8 @@ impl Sysctl for SimKernel<'_> {
         let modelled = dotted == "net.ipv4.ip_forward"
             || dotted == "net.ipv6.conf.all.forwarding"
             || dotted == "net.ipv4.conf.all.route_localnet"
-            || dotted.starts_with("net.netfilter.nf_conntrack_");
+            || dotted.starts_with("net.netfilter.nf_conntrack_")
+            || dotted.starts_with("net.ipv4.vs.");
         if !modelled {
             self.side.other_sysctls.insert(dotted, value);
             return Ok(());

@@ -101,6 +101,7 @@ fn upstream_packet_flows_through_kpsim_trace() {
                 }
                 flows_checked += 1;
                 let req = TraceRequest {
+                    mode: proxier::config::Mode::Iptables,
                     render: RenderRequest {
                         config: config(&f),
                         manifests: objects.clone(),

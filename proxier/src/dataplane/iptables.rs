@@ -87,6 +87,24 @@ pub trait Iptables {
 
     /// Whether `MASQUERADE --random-fully` is supported.
     fn has_random_fully(&self) -> bool;
+
+    /// `iptables -D CHAIN ARGS`: deletes the rule `args` from `chain` if it
+    /// is there; returns whether it was (upstream's `DeleteRule`).
+    fn delete_rule(
+        &mut self,
+        table: Table,
+        chain: &str,
+        args: &[String],
+    ) -> Result<bool, DataplaneError>;
+
+    /// `iptables -X CHAIN`: deletes an empty, unreferenced chain; an error
+    /// if it does not exist or is referenced (upstream's `DeleteChain`).
+    fn delete_chain(&mut self, table: Table, chain: &str) -> Result<(), DataplaneError>;
+
+    /// Which tool and family this is, for reports: `iptables (IPv4)`.
+    fn label(&self) -> String {
+        format!("iptables ({})", self.family().api_name())
+    }
 }
 
 /// The chain names declared in `iptables-save` output (`:NAME POLICY …`

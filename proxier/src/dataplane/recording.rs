@@ -296,6 +296,47 @@ impl Iptables for RecordingIptables {
         Ok(false)
     }
 
+    fn delete_rule(
+        &mut self,
+        table: Table,
+        chain: &str,
+        args: &[String],
+    ) -> Result<bool, DataplaneError> {
+        let rule = args.join(" ");
+        let Some(rules) = self.tables.get_mut(&table).and_then(|t| t.get_mut(chain)) else {
+            return Ok(false);
+        };
+        match rules.iter().position(|r| *r == rule) {
+            Some(i) => {
+                rules.remove(i);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn delete_chain(&mut self, table: Table, chain: &str) -> Result<(), DataplaneError> {
+        let chains = self.tables.get_mut(&table).expect("all tables exist");
+        let referenced = chains
+            .values()
+            .flatten()
+            .any(|r| jump_target(r) == Some(chain));
+        match chains.get(chain) {
+            None => Err(DataplaneError::new(
+                "iptables -X",
+                format!("chain {chain} does not exist in table {table}"),
+            )),
+            Some(rules) if !rules.is_empty() || referenced => Err(DataplaneError::new(
+                "iptables -X",
+                format!("chain {chain} in table {table} is not empty or still referenced"),
+            )),
+            Some(_) => {
+                chains.shift_remove(chain);
+                Ok(())
+            }
+        }
+    }
+
     fn has_random_fully(&self) -> bool {
         self.random_fully
     }

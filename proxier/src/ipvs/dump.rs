@@ -1,6 +1,7 @@
 //! Human-readable dumps of IPVS mode's kernel state, in the style of the
-//! tools people know, for the recording fakes (and so for `SimKernel`,
-//! which carries them until the simulator's IPVS is wired in):
+//! tools people know, for the recording fakes (upstream replays and unit
+//! tests; `kpsim rules --mode ipvs` reads the simulated node instead, with
+//! the simulator's own `ipvsadm` and `ipset` printers):
 //!
 //! - [`ipvsadm_ln`]: `ipvsadm -Ln` — the header, then virtual servers sorted
 //!   as ipvsadm sorts them (family, protocol, address, port), each with its

@@ -16,12 +16,15 @@
 //! nftables: delete the `kube-proxy` table of the `ip` and `ip6` families; a
 //! missing table is not an error.
 //!
+//! Both work through the dataplane traits ([`iptables_leftovers`],
+//! [`nftables_leftovers_via`]), so kube-proxy starting in another mode on a
+//! simulated node cleans up the same way (upstream's `platformCleanup`).
+//!
 //! **Error contract:** like upstream, a failure does not stop the cleanup;
 //! every failure is collected in the [`CleanupReport`].
 
-use super::iptables::KernelIptables;
 use super::nftables::KernelNftables;
-use crate::dataplane::{chains_in_save, DataplaneError, Iptables, RestoreFlags, Table};
+use crate::dataplane::{chains_in_save, DataplaneError, Iptables, Nftables, RestoreFlags, Table};
 use crate::iptables::jumps::JUMPS;
 use crate::iptables::names::*;
 
@@ -93,9 +96,10 @@ pub fn owned_chains(table: Table, existing: &[String]) -> Vec<String> {
     chains
 }
 
-/// Upstream's `cleanupLeftoversForFamily`.
-pub fn iptables_leftovers(ipt: &mut KernelIptables, report: &mut CleanupReport) {
-    let who = format!("{} ({})", ipt.variant(), ipt.family().api_name());
+/// Upstream's `cleanupLeftoversForFamily`, through any [`Iptables`]: the
+/// host's tools, or a simulated node's (a node switching to nftables mode).
+pub fn iptables_leftovers(ipt: &mut dyn Iptables, report: &mut CleanupReport) {
+    let who = ipt.label();
     for jump in JUMPS.iter().filter(|j| j.dst != KUBE_FIREWALL) {
         let args = jump.args();
         match ipt.delete_rule(jump.table, jump.src, &args) {
@@ -143,6 +147,24 @@ pub fn iptables_leftovers(ipt: &mut KernelIptables, report: &mut CleanupReport) 
         report
             .removed
             .push(format!("{who}: mangle chain {KUBE_PROXY_CANARY}"));
+    }
+}
+
+/// Upstream's nftables `CleanupLeftovers` through any [`Nftables`] (a
+/// simulated node starting in iptables or IPVS mode): delete the
+/// `kube-proxy` table of each family that has one.
+pub fn nftables_leftovers_via(nft: &mut dyn Nftables, report: &mut CleanupReport) {
+    for family in ["ip", "ip6"] {
+        match nft.list_table(family, NFTABLES_TABLE) {
+            Ok(None) => {}
+            Ok(Some(_)) => match nft.run(&format!("delete table {family} {NFTABLES_TABLE}\n")) {
+                Ok(()) => report
+                    .removed
+                    .push(format!("nftables: table {family} {NFTABLES_TABLE}")),
+                Err(e) => report.errors.push(e),
+            },
+            Err(e) => report.errors.push(e),
+        }
     }
 }
 

@@ -424,6 +424,23 @@ impl Iptables for KernelIptables {
         self.family
     }
 
+    fn delete_rule(
+        &mut self,
+        table: Table,
+        chain: &str,
+        args: &[String],
+    ) -> Result<bool, DataplaneError> {
+        KernelIptables::delete_rule(self, table, chain, args)
+    }
+
+    fn delete_chain(&mut self, table: Table, chain: &str) -> Result<(), DataplaneError> {
+        KernelIptables::delete_chain(self, table, chain)
+    }
+
+    fn label(&self) -> String {
+        format!("{} ({})", self.variant(), self.family().api_name())
+    }
+
     fn restore_all(&mut self, payload: &str, flags: RestoreFlags) -> Result<(), DataplaneError> {
         let sections = rollback::sections(payload);
         let snapshot = if sections.len() > 1 {
