@@ -11,4 +11,5 @@ mod apply;
 mod cleanup;
 mod conntrack;
 mod detect;
+mod differential;
 mod support;
