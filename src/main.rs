@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use kpsim::oneshot::{render, RenderRequest};
-use kpsim::scenario;
+use kpsim::scenario::{self, EndState};
+use kpsim::trace::{Probe, TraceRequest};
 use proxier::config::{self, Config, Mode};
 use proxier::k8s::{self, IpFamily, Manifests};
 
@@ -39,23 +40,40 @@ enum Command {
     Scale(ScaleArgs),
 }
 
+/// The proxy and node flags `rules`, `trace` and `apply` share.
 #[derive(clap::Args)]
-struct ApplyArgs {
-    #[arg(long, value_parser = ["iptables", "ipvs", "nftables"])]
+struct ProxyArgs {
+    /// Proxy mode (overrides the config's `mode`).
+    #[arg(long, value_parser = MODES)]
     mode: Option<String>,
+    /// A KubeProxyConfiguration file.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The node to render for (default: hostnameOverride, or the only Node).
     #[arg(long)]
     node: Option<String>,
+    /// The node's IP (repeatable; default: the Node's status.addresses).
     #[arg(long = "node-ip")]
     node_ips: Vec<IpAddr>,
-    /// Run inside this network namespace (`ip netns`), not the caller's.
-    #[arg(long)]
-    netns: Option<String>,
     /// A service CIDR (repeatable), for inputs without ServiceCIDR objects
     /// (nftables mode drops traffic to unallocated ClusterIPs in them).
     #[arg(long = "service-cidr")]
     service_cidrs: Vec<ipnet::IpNet>,
+}
+
+/// The proxy modes, as `--mode` spells them.
+const MODES: [&str; 3] = ["iptables", "ipvs", "nftables"];
+
+/// Flags that describe the node by hand, which a scenario describes itself.
+const NOT_WITH_SCENARIO: [&str; 4] = ["config", "node_ips", "service_cidrs", "files"];
+
+#[derive(clap::Args)]
+struct ApplyArgs {
+    #[command(flatten)]
+    proxy: ProxyArgs,
+    /// Run inside this network namespace (`ip netns`), not the caller's.
+    #[arg(long)]
+    netns: Option<String>,
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -63,7 +81,7 @@ struct ApplyArgs {
 #[derive(clap::Args)]
 struct CleanupArgs {
     /// Clean up one mode's objects.
-    #[arg(long, value_parser = ["iptables", "ipvs", "nftables"], conflicts_with = "all")]
+    #[arg(long, value_parser = MODES, conflicts_with = "all")]
     mode: Option<String>,
     /// Clean up every mode's objects (upstream's `kube-proxy --cleanup`).
     #[arg(long)]
@@ -81,7 +99,7 @@ struct ScaleArgs {
     #[arg(long, default_value_t = 10)]
     endpoints: usize,
     /// Modes to measure, in row order.
-    #[arg(long, value_delimiter = ',', value_parser = ["iptables", "ipvs", "nftables"], default_value = "iptables,ipvs,nftables")]
+    #[arg(long, value_delimiter = ',', value_parser = MODES, default_value = "iptables,ipvs,nftables")]
     modes: Vec<String>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -91,14 +109,12 @@ struct ScaleArgs {
 
 #[derive(clap::Args)]
 struct TraceArgs {
-    #[arg(long, value_parser = ["iptables", "ipvs", "nftables"])]
-    mode: Option<String>,
-    #[arg(long)]
-    config: Option<PathBuf>,
-    #[arg(long)]
-    node: Option<String>,
-    #[arg(long = "node-ip")]
-    node_ips: Vec<IpAddr>,
+    #[command(flatten)]
+    proxy: ProxyArgs,
+    /// Trace on this scenario's node at the scenario's end state (its
+    /// kernel as the last step left it) instead of manifests.
+    #[arg(long, conflicts_with_all = NOT_WITH_SCENARIO)]
+    scenario: Option<PathBuf>,
     /// Source, `IP` or `IP:PORT` (a node address: locally generated).
     #[arg(long)]
     from: String,
@@ -107,15 +123,14 @@ struct TraceArgs {
     to: String,
     #[arg(long, value_parser = ["tcp", "udp", "sctp"], default_value = "tcp")]
     proto: String,
-    /// A service CIDR (repeatable), for inputs without ServiceCIDR objects.
-    #[arg(long = "service-cidr")]
-    service_cidrs: Vec<ipnet::IpNet>,
-    /// Seed for the random rule choices of the path actually taken.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    /// Seed for the random rule choices of the path actually taken
+    /// (default 1; with --scenario, the scenario's seed).
+    #[arg(long)]
+    seed: Option<u64>,
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
-    #[arg(required = true)]
+    /// Manifests: Services, EndpointSlices, Nodes (YAML or JSON; `-` for stdin).
+    #[arg(required_unless_present = "scenario")]
     files: Vec<PathBuf>,
 }
 
@@ -133,7 +148,7 @@ struct RunArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// Run in this mode only (default: the scenario's modes).
-    #[arg(long, value_parser = ["iptables", "ipvs", "nftables"])]
+    #[arg(long, value_parser = MODES)]
     mode: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
@@ -162,18 +177,16 @@ enum Family {
 
 #[derive(clap::Args)]
 struct RulesArgs {
-    /// Proxy mode (overrides the config's `mode`).
-    #[arg(long, value_parser = ["iptables", "ipvs", "nftables"])]
-    mode: Option<String>,
-    /// A KubeProxyConfiguration file.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// The node to render for (default: hostnameOverride, or the only Node).
-    #[arg(long)]
-    node: Option<String>,
-    /// The node's IP (repeatable; default: the Node's status.addresses).
-    #[arg(long = "node-ip")]
-    node_ips: Vec<IpAddr>,
+    #[command(flatten)]
+    proxy: ProxyArgs,
+    /// Render for this scenario's objects at its end state, on `--node`
+    /// (with the node's configuration as the run left it), instead of
+    /// manifests.
+    #[arg(long, conflicts_with_all = NOT_WITH_SCENARIO)]
+    scenario: Option<PathBuf>,
+    /// With --scenario: the scenario's seed to play it with.
+    #[arg(long, requires = "scenario")]
+    seed: Option<u64>,
     /// Which IP family's rules (default: the node's primary IP's).
     #[arg(long, value_enum)]
     ip_family: Option<Family>,
@@ -181,12 +194,8 @@ struct RulesArgs {
     /// mode; `save` in iptables and ipvs modes; `list` in nftables mode.
     #[arg(long, value_enum, default_value = "restore")]
     format: Format,
-    /// A service CIDR (repeatable), for inputs without ServiceCIDR objects
-    /// (nftables mode drops traffic to unallocated ClusterIPs in them).
-    #[arg(long = "service-cidr")]
-    service_cidrs: Vec<ipnet::IpNet>,
     /// Manifests: Services, EndpointSlices, Nodes (YAML or JSON; `-` for stdin).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "scenario")]
     files: Vec<PathBuf>,
 }
 
@@ -228,34 +237,56 @@ fn load_config(path: Option<&PathBuf>, mode: Option<&str>) -> Result<Config> {
         None => Config::default(),
     };
     if let Some(m) = mode {
-        cfg.mode = Mode::parse(m).map_err(anyhow::Error::msg)?;
+        cfg.mode = parse_mode(m)?;
     }
     Ok(cfg)
 }
 
+fn parse_mode(m: &str) -> Result<Mode> {
+    Mode::parse(m).map_err(anyhow::Error::msg)
+}
+
+impl ProxyArgs {
+    /// The config, manifests and node these flags and `files` name.
+    fn render_request(self, files: &[PathBuf]) -> Result<RenderRequest> {
+        Ok(RenderRequest {
+            config: load_config(self.config.as_ref(), self.mode.as_deref())?,
+            manifests: with_service_cidrs(load_manifests(files)?, self.service_cidrs),
+            node: self.node,
+            node_ips: self.node_ips,
+            family: None,
+        })
+    }
+}
+
+/// Plays a scenario file (in `mode`, default its first) to its end state.
+fn scenario_end(path: &PathBuf, mode: Option<&str>, seed: Option<u64>) -> Result<EndState> {
+    let plan = scenario::load(&path.display().to_string(), &read(path)?)?;
+    let mode = mode.map(parse_mode).transpose()?;
+    scenario::end_state(&plan, seed, mode)
+}
+
 fn rules(args: RulesArgs) -> Result<()> {
-    let config = load_config(args.config.as_ref(), args.mode.as_deref())?;
-    match (args.format, config.mode) {
+    let mut req = match &args.scenario {
+        Some(path) => scenario_end(path, args.proxy.mode.as_deref(), args.seed)?
+            .render_request(args.proxy.node.as_deref())?,
+        None => args.proxy.render_request(&args.files)?,
+    };
+    let mode = req.config.mode;
+    match (args.format, mode) {
         (Format::List, Mode::Iptables | Mode::Ipvs) => anyhow::bail!(
             "--format list prints `nft list ruleset`, which only nftables mode fills; use --format save for {} mode, or --mode nftables",
-            config.mode.name()
+            mode.name()
         ),
         (Format::Save, Mode::Nftables) => anyhow::bail!(
             "--format save prints iptables-save, which nftables mode leaves empty; use --format list for the nftables ruleset"
         ),
         _ => {}
     }
-    let manifests = with_service_cidrs(load_manifests(&args.files)?, args.service_cidrs);
-    let req = RenderRequest {
-        config,
-        manifests,
-        node: args.node,
-        node_ips: args.node_ips,
-        family: args.ip_family.map(|f| match f {
-            Family::Ipv4 => IpFamily::V4,
-            Family::Ipv6 => IpFamily::V6,
-        }),
-    };
+    req.family = args.ip_family.map(|f| match f {
+        Family::Ipv4 => IpFamily::V4,
+        Family::Ipv6 => IpFamily::V6,
+    });
     let out = render(&req)?;
     match args.format {
         Format::Restore => print!("{}", out.default_output()),
@@ -277,32 +308,41 @@ fn parse_addr(text: &str, what: &str) -> Result<(IpAddr, Option<u16>)> {
 }
 
 fn trace(args: TraceArgs) -> Result<()> {
-    let config = load_config(args.config.as_ref(), args.mode.as_deref())?;
-    let manifests = with_service_cidrs(load_manifests(&args.files)?, args.service_cidrs);
     let (from, from_port) = parse_addr(&args.from, "--from")?;
     let (to, to_port) = parse_addr(&args.to, "--to")?;
-    let to_port = to_port.ok_or_else(|| anyhow::anyhow!("--to needs a port: IP:PORT"))?;
-    let req = kpsim::trace::TraceRequest {
-        mode: config.mode,
-        render: RenderRequest {
-            config,
-            manifests,
-            node: args.node,
-            node_ips: args.node_ips,
-            family: None,
-        },
+    let probe = Probe {
         from,
         from_port,
         to,
-        to_port,
+        to_port: to_port.ok_or_else(|| anyhow::anyhow!("--to needs a port: IP:PORT"))?,
         protocol: match args.proto.as_str() {
             "udp" => proxier::k8s::Protocol::Udp,
             "sctp" => proxier::k8s::Protocol::Sctp,
             _ => proxier::k8s::Protocol::Tcp,
         },
-        seed: args.seed,
     };
-    let result = kpsim::trace::trace(&req)?;
+    let result = match &args.scenario {
+        Some(path) => {
+            let mut end = scenario_end(path, args.proxy.mode.as_deref(), args.seed)?;
+            let (info, config) = end.node(args.proxy.node.as_deref())?;
+            let (info, mode) = (info.clone(), config.mode);
+            let node = end.net.node_mut(&info.name)?;
+            kpsim::trace::trace_on(node, &info, mode, &probe, end.now)?
+        }
+        None => {
+            let render = args.proxy.render_request(&args.files)?;
+            kpsim::trace::trace(&TraceRequest {
+                mode: render.config.mode,
+                render,
+                from: probe.from,
+                from_port: probe.from_port,
+                to: probe.to,
+                to_port: probe.to_port,
+                protocol: probe.protocol,
+                seed: args.seed.unwrap_or(1),
+            })?
+        }
+    };
     match args.output {
         Output::Text => print!("{}", kpsim::trace::render_text(&result)),
         Output::Json => println!("{}", serde_json::to_string_pretty(&result)?),
@@ -311,15 +351,7 @@ fn trace(args: TraceArgs) -> Result<()> {
 }
 
 fn apply(args: ApplyArgs) -> Result<()> {
-    let config = load_config(args.config.as_ref(), args.mode.as_deref())?;
-    let manifests = with_service_cidrs(load_manifests(&args.files)?, args.service_cidrs);
-    let req = RenderRequest {
-        config,
-        manifests,
-        node: args.node,
-        node_ips: args.node_ips,
-        family: None,
-    };
+    let req = args.proxy.render_request(&args.files)?;
     let report = kpsim::kernel_apply::apply(&req, args.netns.as_deref())?;
     print!("{}", report.summary());
     Ok(())
@@ -329,7 +361,7 @@ fn cleanup(args: CleanupArgs) -> Result<()> {
     use kpsim::kernel_apply::CleanupScope;
     let scope = match (args.all, args.mode.as_deref()) {
         (true, _) | (false, None) => CleanupScope::All,
-        (false, Some(m)) => CleanupScope::Mode(Mode::parse(m).map_err(anyhow::Error::msg)?),
+        (false, Some(m)) => CleanupScope::Mode(parse_mode(m)?),
     };
     let outcome = kpsim::kernel_apply::cleanup(scope, args.netns.as_deref())?;
     for removed in &outcome.report.removed {
@@ -354,9 +386,8 @@ fn scale(args: ScaleArgs) -> Result<()> {
     let modes = args
         .modes
         .iter()
-        .map(|m| Mode::parse(m))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(anyhow::Error::msg)?;
+        .map(|m| parse_mode(m))
+        .collect::<Result<Vec<_>>>()?;
     let rows = kpsim::scale::measure_with(&kpsim::scale::ScaleRequest {
         sizes: args.services,
         endpoints: args.endpoints,
@@ -383,12 +414,7 @@ fn run(args: RunArgs) -> Result<bool> {
         ),
     };
     let plan = scenario::load(&name, &text)?;
-    let mode = args
-        .mode
-        .as_deref()
-        .map(Mode::parse)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let mode = args.mode.as_deref().map(parse_mode).transpose()?;
     let reports = scenario::run(&plan, args.seed, mode)?;
     match args.output {
         Output::Text => {

@@ -22,11 +22,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use ipnet::IpNet;
 use proxier::config::Mode;
 use proxier::k8s::{IpFamily, Protocol};
+use proxier::node::NodeInfo;
 use serde::Serialize;
 use sim::netfilter::eval::{Decision, Explorer};
 use sim::netfilter::{Cidr, TableId, Variant};
 use sim::network::Network;
-use sim::node::{Delivery, DropReason, Processed};
+use sim::node::{Delivery, DropReason, Node, Processed};
 use sim::packet::{Packet, PacketRepr, TcpFlags, Transport};
 use sim::time::Instant;
 
@@ -76,7 +77,30 @@ pub struct TraceResult {
     pub complete: bool,
 }
 
-fn packet(req: &TraceRequest) -> Result<Packet> {
+/// The packet to trace: a new flow's first packet.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub from: IpAddr,
+    /// Default 40000.
+    pub from_port: Option<u16>,
+    pub to: IpAddr,
+    pub to_port: u16,
+    pub protocol: Protocol,
+}
+
+impl TraceRequest {
+    pub fn probe(&self) -> Probe {
+        Probe {
+            from: self.from,
+            from_port: self.from_port,
+            to: self.to,
+            to_port: self.to_port,
+            protocol: self.protocol,
+        }
+    }
+}
+
+fn packet(req: &Probe) -> Result<Packet> {
     let src_port = req.from_port.unwrap_or(40000);
     let transport = match req.protocol {
         Protocol::Tcp => Transport::Tcp {
@@ -159,28 +183,16 @@ fn ipvs_endpoints(node: &sim::node::Node, key: &sim::ipvs::ServiceKey) -> Vec<St
     dests.iter().map(ToString::to_string).collect()
 }
 
+/// Traces the request's packet on a fresh simulated node that holds the
+/// rules of one full sync for the request's manifests.
 pub fn trace(req: &TraceRequest) -> Result<TraceResult> {
     let info = resolve_node(&req.render)?;
-    let ip = *info
-        .ips
-        .first()
-        .ok_or_else(|| anyhow!("node {} has no IP; pass --node-ip", info.name))?;
-    if IpFamily::of(&ip) != IpFamily::of(&req.from)
-        || IpFamily::of(&req.from) != IpFamily::of(&req.to)
-    {
-        bail!("--from, --to and the node's IP must be of one family");
-    }
-    let pod_cidr: Option<IpNet> = info
-        .pod_cidrs
-        .iter()
-        .find(|c| IpFamily::of(&c.addr()) == IpFamily::of(&ip))
-        .copied();
+    let ip = primary_ip(&info)?;
     let mut net = Network::new(req.seed, Variant::Nft);
     let prefix = if ip.is_ipv4() { 24 } else { 64 };
-    let cidr = pod_cidr.and_then(|c| Cidr::new(c.network(), c.prefix_len()));
+    let cidr = pod_cidr(&info, ip).and_then(|c| Cidr::new(c.network(), c.prefix_len()));
     net.add_node(&info.name, ip, prefix, cidr)?;
-    let name = info.name.clone();
-    let node = net.node_mut(&name)?;
+    let node = net.node_mut(&info.name)?;
     // Every other address the node's interfaces carry is local too.
     for addr in &info.interface_addresses {
         if IpFamily::of(addr) == IpFamily::of(&ip) && !addr.is_loopback() && !node.is_local(*addr) {
@@ -190,16 +202,48 @@ pub fn trace(req: &TraceRequest) -> Result<TraceResult> {
     let mut render = req.render.clone();
     render.config.mode = req.mode;
     render_into(&render, info.clone(), node).context("rendering the node's rules")?;
+    trace_on(node, &info, req.mode, &req.probe(), Instant::ZERO)
+}
 
-    let pkt = packet(req)?;
-    let iface = if node.is_local(req.from) {
+fn primary_ip(info: &NodeInfo) -> Result<IpAddr> {
+    info.ips
+        .first()
+        .copied()
+        .ok_or_else(|| anyhow!("node {} has no IP; pass --node-ip", info.name))
+}
+
+/// The node's pod CIDR of `ip`'s family.
+fn pod_cidr(info: &NodeInfo, ip: IpAddr) -> Option<IpNet> {
+    info.pod_cidrs
+        .iter()
+        .find(|c| IpFamily::of(&c.addr()) == IpFamily::of(&ip))
+        .copied()
+}
+
+/// Traces `probe` on a node that already holds `mode`'s rules (a fresh one
+/// from [`trace`], or a scenario's node at its end state) at virtual time
+/// `now`. The node's conntrack and counters see the packet like any other.
+pub fn trace_on(
+    node: &mut Node,
+    info: &NodeInfo,
+    mode: Mode,
+    probe: &Probe,
+    now: Instant,
+) -> Result<TraceResult> {
+    let ip = primary_ip(info)?;
+    if IpFamily::of(&ip) != IpFamily::of(&probe.from)
+        || IpFamily::of(&probe.from) != IpFamily::of(&probe.to)
+    {
+        bail!("--from, --to and the node's IP must be of one family");
+    }
+    let pkt = packet(probe)?;
+    let iface = if node.is_local(probe.from) {
         None
-    } else if pod_cidr.is_some_and(|c| c.contains(&req.from)) {
+    } else if pod_cidr(info, ip).is_some_and(|c| c.contains(&probe.from)) {
         Some("cni0")
     } else {
         Some("eth0")
     };
-    let now = Instant::ZERO;
     let explored = node.explore(&pkt, iface, now, Explorer::default())?;
     let mut endpoints: Vec<String> = Vec::new();
     for (p, _) in &explored.runs {
@@ -216,12 +260,14 @@ pub fn trace(req: &TraceRequest) -> Result<TraceResult> {
     }
     node.set_tracing(true);
     let taken = match iface {
-        None => node.send(pkt, now)?,
-        Some(i) => node.receive(pkt, i, now)?,
+        None => node.send(pkt, now),
+        Some(i) => node.receive(pkt, i, now),
     };
+    node.set_tracing(false);
+    let taken = taken?;
     Ok(TraceResult {
-        node: name,
-        mode: req.mode.name().to_string(),
+        node: info.name.clone(),
+        mode: mode.name().to_string(),
         path: match iface {
             None => "OUTPUT (locally generated)".into(),
             Some(i) => format!("PREROUTING on {i}"),

@@ -4,10 +4,13 @@
 //! [`spec`] is the file format (strict: unknown fields are errors with a
 //! line number); [`plan`] checks and resolves it; [`controller`] derives
 //! EndpointSlices from pods; the runner executes the timeline on virtual
-//! time and the report says what happened and whether each expectation held.
+//! time and the report says what happened and whether each expectation held;
+//! [`end_state`] keeps the world the last step left (for `kpsim rules
+//! --scenario` and `kpsim trace --scenario`).
 
 pub mod apiserver;
 pub mod controller;
+mod end_state;
 mod expect;
 mod expect_flows;
 pub mod kube_proxy;
@@ -17,6 +20,7 @@ pub mod report;
 pub mod runner;
 pub mod spec;
 
+pub use end_state::{end_state, EndState};
 pub use plan::{Plan, PlanError};
 pub use report::{render_text, Report};
 pub use runner::run;

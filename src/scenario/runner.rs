@@ -56,7 +56,7 @@ pub(super) struct World<'p> {
     sync_marks: BTreeMap<String, usize>,
     /// Each node's kube-proxy configuration (the mode's own; a restart with
     /// `config` changes it).
-    configs: BTreeMap<String, Config>,
+    pub configs: BTreeMap<String, Config>,
     /// Flows of labelled traffic steps: (source `ip:port`, pod reached).
     pub labelled_flows: BTreeMap<String, Vec<(String, Option<String>)>>,
 }
@@ -78,6 +78,12 @@ pub fn run(plan: &Plan, seed: Option<u64>, mode: Option<Mode>) -> Result<Vec<Rep
 }
 
 fn run_mode(plan: &Plan, seed: u64, mode: Mode) -> Result<Report> {
+    play(plan, seed, mode).map(|(report, _)| report)
+}
+
+/// Plays every step of `plan` that runs in `mode`; returns the report and
+/// the world as the last step left it (for [`super::end_state`]).
+pub(super) fn play(plan: &Plan, seed: u64, mode: Mode) -> Result<(Report, World<'_>)> {
     let mut world = World::build(plan, seed, mode)?;
     let mut steps = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
@@ -102,12 +108,13 @@ fn run_mode(plan: &Plan, seed: u64, mode: Mode) -> Result<Report> {
             expectations,
         });
     }
-    Ok(Report {
+    let report = Report {
         scenario: plan.name.clone(),
         mode: mode.name().to_string(),
         seed,
         steps,
-    })
+    };
+    Ok((report, world))
 }
 
 impl<'p> World<'p> {
@@ -197,7 +204,7 @@ impl<'p> World<'p> {
         Ok(world)
     }
 
-    fn node_info(&self, name: &str) -> NodeInfo {
+    pub(super) fn node_info(&self, name: &str) -> NodeInfo {
         let n = self
             .plan
             .nodes

@@ -1,5 +1,6 @@
 //! kpsim's integration tests: one binary, one module per feature.
 
+mod end_state;
 mod ipvs_flows;
 mod mode_switch;
 mod rules_snapshots;
