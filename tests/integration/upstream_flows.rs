@@ -8,8 +8,9 @@
 
 use kpsim::oneshot::RenderRequest;
 use kpsim::trace::{trace, TraceRequest};
-use proxier::k8s::{self, IpFamily, Manifests, NamespacedName, Protocol};
+use proxier::k8s::{IpFamily, Manifests};
 
+use crate::support::flows::{apply, assert_flows_agree, protocol};
 use crate::support::upstream::{all_fixtures, load, load_value, Fixture};
 
 fn config(f: &Fixture) -> proxier::config::Config {
@@ -24,34 +25,6 @@ fn family(f: &Fixture) -> IpFamily {
     match f.config.get("ipFamily").and_then(|v| v.as_str()) {
         Some("IPv6") => IpFamily::V6,
         _ => IpFamily::V4,
-    }
-}
-
-/// The objects alive after each sync, applied and deleted in order.
-fn apply(
-    objects: &mut Manifests,
-    values: &[serde_yaml::Value],
-    deletes: &[crate::support::upstream::ObjectRef],
-) {
-    for v in values {
-        let m = k8s::load_str("fixture", &serde_yaml::to_string(v).unwrap()).unwrap();
-        for s in m.services {
-            objects.services.retain(|o| o.name != s.name);
-            objects.services.push(s);
-        }
-        for s in m.endpoint_slices {
-            objects.endpoint_slices.retain(|o| o.name != s.name);
-            objects.endpoint_slices.push(s);
-        }
-    }
-    for d in deletes {
-        let name = NamespacedName::new(&d.namespace, &d.name);
-        objects
-            .services
-            .retain(|o| !(d.kind == "Service" && o.name == name));
-        objects
-            .endpoint_slices
-            .retain(|o| !(d.kind == "EndpointSlice" && o.name == name));
     }
 }
 
@@ -113,11 +86,7 @@ fn upstream_packet_flows_through_kpsim_trace() {
                     from_port: None,
                     to: destination,
                     to_port: flow["destPort"].as_u64().unwrap() as u16,
-                    protocol: match get("protocol").to_uppercase().as_str() {
-                        "UDP" => Protocol::Udp,
-                        "SCTP" => Protocol::Sctp,
-                        _ => Protocol::Tcp,
-                    },
+                    protocol: protocol(&get("protocol")),
                     seed: 1,
                 };
                 let r = match trace(&req) {
@@ -156,16 +125,5 @@ fn upstream_packet_flows_through_kpsim_trace() {
             }
         }
     }
-    assert!(flows_checked >= 150, "only {flows_checked} flows checked");
-    assert!(
-        failures.is_empty(),
-        "{} of {flows_checked} flows differ:\n\n{}",
-        failures.len(),
-        failures
-            .iter()
-            .take(5)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n\n")
-    );
+    assert_flows_agree(&failures, flows_checked, 150);
 }

@@ -12,9 +12,10 @@
 use kpsim::oneshot::RenderRequest;
 use kpsim::trace::{trace, TraceRequest};
 use proxier::config::Mode;
-use proxier::k8s::{self, IpFamily, Manifests, NamespacedName, Protocol};
+use proxier::k8s::{self, IpFamily, Manifests};
 
-use crate::support::nftables_upstream::{all_fixtures, fake_proxier, load, Fixture, ObjectRef};
+use crate::support::flows::{apply, assert_flows_agree, protocol};
+use crate::support::nftables_upstream::{all_fixtures, fake_proxier, load, Fixture};
 
 /// The fake proxier's configuration for the fixture's family, with the
 /// fixture's changes (`fake:`) applied.
@@ -65,31 +66,6 @@ fn service_cidrs(family: IpFamily) -> Manifests {
     k8s::load_str("service-cidr", &yaml).unwrap()
 }
 
-/// The objects alive after a sync: applied (same kind and name replace)
-/// and deleted in order.
-fn apply(objects: &mut Manifests, values: &[serde_yaml::Value], deletes: &[ObjectRef]) {
-    for v in values {
-        let m = k8s::load_str("fixture", &serde_yaml::to_string(v).unwrap()).unwrap();
-        for s in m.services {
-            objects.services.retain(|o| o.name != s.name);
-            objects.services.push(s);
-        }
-        for s in m.endpoint_slices {
-            objects.endpoint_slices.retain(|o| o.name != s.name);
-            objects.endpoint_slices.push(s);
-        }
-    }
-    for d in deletes {
-        let name = NamespacedName::new(&d.namespace, &d.name);
-        objects
-            .services
-            .retain(|o| !(d.kind == "Service" && o.name == name));
-        objects
-            .endpoint_slices
-            .retain(|o| !(d.kind == "EndpointSlice" && o.name == name));
-    }
-}
-
 #[test]
 fn upstream_nftables_packet_flows_through_kpsim_trace() {
     let fake = fake_proxier();
@@ -130,11 +106,7 @@ fn upstream_nftables_packet_flows_through_kpsim_trace() {
                     from_port: None,
                     to: destination,
                     to_port: flow.port,
-                    protocol: match flow.protocol.to_uppercase().as_str() {
-                        "UDP" => Protocol::Udp,
-                        "SCTP" => Protocol::Sctp,
-                        _ => Protocol::Tcp,
-                    },
+                    protocol: protocol(&flow.protocol),
                     seed: 1,
                 };
                 let r = match trace(&req) {
@@ -162,16 +134,5 @@ fn upstream_nftables_packet_flows_through_kpsim_trace() {
             }
         }
     }
-    assert!(flows_checked >= 200, "only {flows_checked} flows checked");
-    assert!(
-        failures.is_empty(),
-        "{} of {flows_checked} flows differ:\n\n{}",
-        failures.len(),
-        failures
-            .iter()
-            .take(5)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n\n")
-    );
+    assert_flows_agree(&failures, flows_checked, 200);
 }

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 
+pub mod flows;
 pub mod iptables_dump;
 pub mod ipvs_upstream;
 pub mod nft_dump;

@@ -109,12 +109,7 @@ pub struct Sync {
     pub expect_map_element: Option<MapElement>,
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ObjectRef {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-}
+pub use super::flows::ObjectRef;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

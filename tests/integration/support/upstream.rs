@@ -90,12 +90,7 @@ pub struct Sync {
     pub assert: Option<serde_yaml::Value>,
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ObjectRef {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-}
+pub use super::flows::ObjectRef;
 
 #[derive(Debug, Deserialize)]
 pub struct ExpectChain {
