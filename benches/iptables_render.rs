@@ -3,14 +3,15 @@
 //! services. Inputs come from the seeded generator; building the proxier
 //! and delivering the objects happens outside the timed part.
 
+mod common;
+
+use common::{config, feed, generated, node_info};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
-use kpsim::generate::{cluster, Shape};
 use proxier::clock::Timestamp;
-use proxier::config::Config;
+use proxier::config::Mode;
 use proxier::dataplane::recording::{RecordingIptables, RecordingKernel};
 use proxier::iptables::{Options, Proxier};
 use proxier::k8s::{IpFamily, Manifests};
-use proxier::node::NodeInfo;
 use proxier::provider::Provider;
 
 fn kernel() -> RecordingKernel {
@@ -21,21 +22,11 @@ fn kernel() -> RecordingKernel {
 }
 
 fn loaded_proxier(m: &Manifests, kernel: &mut RecordingKernel) -> Proxier {
-    let config = Config {
-        cluster_cidrs: vec!["10.128.0.0/9".parse().unwrap()],
-        ..Config::default()
-    };
-    let node = NodeInfo::new("node-0", vec!["192.168.0.10".parse().unwrap()]);
+    let config = config(Mode::Iptables);
+    let node = node_info();
     let options = Options::from_config(&config, IpFamily::V4, &node);
     let mut p = Proxier::new(IpFamily::V4, node, options, kernel).unwrap();
-    for s in &m.services {
-        p.on_service(&s.name, Some(s));
-    }
-    for s in &m.endpoint_slices {
-        p.on_endpoint_slice(&s.name, Some(s));
-    }
-    p.on_services_synced();
-    p.on_endpoint_slices_synced();
+    feed(&mut p, m);
     p
 }
 
@@ -43,12 +34,7 @@ fn full_sync(c: &mut Criterion) {
     let mut group = c.benchmark_group("iptables_full_sync");
     group.sample_size(10);
     for services in [100, 1_000, 5_000, 10_000] {
-        let m = cluster(&Shape {
-            services,
-            endpoints_per_service: 10,
-            nodes: 10,
-            seed: 1,
-        });
+        let m = generated(services);
         group.bench_with_input(BenchmarkId::from_parameter(services), &m, |b, m| {
             b.iter_batched(
                 || {
@@ -67,12 +53,7 @@ fn full_sync(c: &mut Criterion) {
 fn partial_sync(c: &mut Criterion) {
     let mut group = c.benchmark_group("iptables_partial_sync");
     group.sample_size(10);
-    let m = cluster(&Shape {
-        services: 10_000,
-        endpoints_per_service: 10,
-        nodes: 10,
-        seed: 1,
-    });
+    let m = generated(10_000);
     let mut k = kernel();
     let mut p = loaded_proxier(&m, &mut k);
     p.sync(Timestamp::ZERO, &mut k).unwrap();

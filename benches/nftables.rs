@@ -11,77 +11,34 @@
 
 use std::collections::BTreeMap;
 
+mod common;
+
+use common::{clear_conntrack, config, feed, first_packet_bench, generated, node_info};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
-use kpsim::generate::{cluster, Shape};
-use kpsim::scale::{first_packet_rules, loaded_node_shaped};
+use kpsim::scale::loaded_node_shaped;
 use proxier::clock::Timestamp;
-use proxier::config::{Config, Mode};
+use proxier::config::Mode;
 use proxier::dataplane::recording::{RecordingKernel, RecordingNftables};
 use proxier::k8s::{IpFamily, Manifests};
 use proxier::nftables::{Options, Proxier};
-use proxier::node::NodeInfo;
 use proxier::provider::Provider;
 
 fn first_packet(c: &mut Criterion) {
-    let mut group = c.benchmark_group("first_packet_nftables");
-    group.sample_size(20);
-    for services in [1_000usize, 10_000, 30_000, 100_000] {
-        let (net, m) = loaded_node_shaped(Mode::Nftables, services, 2, 1).unwrap();
-        let net = std::cell::RefCell::new(net);
-        let mut order: Vec<usize> = (0..services).collect();
-        order.sort_by_key(|i| m.services[*i].name.clone());
-        let last = order[services - 1];
-        let mut port = 1024u16;
-        group.bench_with_input(BenchmarkId::from_parameter(services), &services, |b, _| {
-            b.iter_batched(
-                || {
-                    // A fresh source port: every packet starts a new flow;
-                    // before the ports wrap, empty the conntrack table
-                    // (outside the timed part) so no packet is a hit.
-                    if port == u16::MAX {
-                        port = 1024;
-                        let mut net = net.borrow_mut();
-                        let node = net.node_mut("node-0").unwrap();
-                        let config = *node.conntrack().config();
-                        *node.conntrack_mut() = sim::conntrack::Conntrack::new(config);
-                    }
-                    port += 1;
-                    port
-                },
-                |p| first_packet_rules(&mut net.borrow_mut(), &m, last, p).unwrap(),
-                BatchSize::SmallInput,
-            )
-        });
-    }
-    group.finish();
-}
-
-fn generated(services: usize) -> Manifests {
-    cluster(&Shape {
-        services,
-        endpoints_per_service: 10,
-        nodes: 10,
-        seed: 1,
-    })
+    first_packet_bench(
+        c,
+        "first_packet_nftables",
+        &[1_000, 10_000, 30_000, 100_000],
+        |services| loaded_node_shaped(Mode::Nftables, services, 2, 1).unwrap(),
+        clear_conntrack,
+    );
 }
 
 fn loaded_proxier(m: &Manifests) -> Proxier {
-    let config = Config {
-        mode: Mode::Nftables,
-        cluster_cidrs: vec!["10.128.0.0/9".parse().unwrap()],
-        ..Config::default()
-    };
-    let node = NodeInfo::new("node-0", vec!["192.168.0.10".parse().unwrap()]);
+    let config = config(Mode::Nftables);
+    let node = node_info();
     let options = Options::from_config(&config, IpFamily::V4, &node);
     let mut p = Proxier::new(IpFamily::V4, node, options);
-    for s in &m.services {
-        p.on_service(&s.name, Some(s));
-    }
-    for s in &m.endpoint_slices {
-        p.on_endpoint_slice(&s.name, Some(s));
-    }
-    p.on_services_synced();
-    p.on_endpoint_slices_synced();
+    feed(&mut p, m);
     p
 }
 

@@ -5,42 +5,20 @@
 //! hit skips the nat table), and whole-scenario throughput in packets per
 //! second. Nodes are built and loaded outside the timed part.
 
-use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+mod common;
+
+use common::{clear_conntrack, first_packet_bench};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kpsim::scale::{first_packet_rules, loaded_node};
 
 fn first_packet(c: &mut Criterion) {
-    let mut group = c.benchmark_group("first_packet_iptables");
-    group.sample_size(20);
-    for services in [1_000usize, 10_000, 30_000] {
-        let (net, m) = loaded_node(services, 1).unwrap();
-        // Setup and routine both need the network, one after the other.
-        let net = std::cell::RefCell::new(net);
-        let mut order: Vec<usize> = (0..services).collect();
-        order.sort_by_key(|i| m.services[*i].name.clone());
-        let last = order[services - 1];
-        let mut port = 1024u16;
-        group.bench_with_input(BenchmarkId::from_parameter(services), &services, |b, _| {
-            b.iter_batched(
-                || {
-                    // A fresh source port: every packet starts a new flow.
-                    // Before the ports wrap around, empty the conntrack
-                    // table (outside the timed part) so no packet is a hit.
-                    if port == u16::MAX {
-                        port = 1024;
-                        let mut net = net.borrow_mut();
-                        let node = net.node_mut("node-0").unwrap();
-                        let config = *node.conntrack().config();
-                        *node.conntrack_mut() = sim::conntrack::Conntrack::new(config);
-                    }
-                    port += 1;
-                    port
-                },
-                |p| first_packet_rules(&mut net.borrow_mut(), &m, last, p).unwrap(),
-                BatchSize::SmallInput,
-            )
-        });
-    }
-    group.finish();
+    first_packet_bench(
+        c,
+        "first_packet_iptables",
+        &[1_000, 10_000, 30_000],
+        |services| loaded_node(services, 1).unwrap(),
+        clear_conntrack,
+    );
 }
 
 fn conntrack_hit(c: &mut Criterion) {
