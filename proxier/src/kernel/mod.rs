@@ -8,7 +8,9 @@
 //! | [`Conntrack`](crate::dataplane::Conntrack) | ctnetlink dump and delete ([`conntrack`]) |
 //! | [`Nfacct`](crate::dataplane::Nfacct) | `nfacct get`/`add` ([`misc`]) |
 //! | [`Sysctl`](crate::dataplane::Sysctl) | `/proc/sys` ([`misc`]) |
-//! | `Ipvs`, `Ipset`, `Addresses` | not yet: every call is an error ([`not_yet`]) |
+//! | [`Ipvs`](crate::dataplane::Ipvs) | generic netlink, family `IPVS` ([`ipvs`]) |
+//! | [`Ipset`](crate::dataplane::Ipset) | `ipset restore`, `ipset list` ([`ipset`]) |
+//! | [`Addresses`](crate::dataplane::Addresses) | iproute2 `ip` ([`addresses`]) |
 //!
 //! **Namespaces:** with [`KernelOptions::netns`] set, tools run through
 //! `ip netns exec NAME …` and in-process work (netlink sockets, `/proc/sys`)
@@ -25,18 +27,23 @@
 //! leaves nothing of its payload applied.
 //! **Invariant:** never reads the wall clock (callers time what they need).
 
+pub mod addresses;
 pub mod cleanup;
 pub mod conntrack;
 pub mod exec;
+pub mod ipset;
 pub mod iptables;
+pub mod ipvs;
 pub mod misc;
 pub mod netns;
 pub mod nftables;
-pub mod not_yet;
 
+pub use self::addresses::KernelAddresses;
 pub use self::conntrack::KernelConntrack;
 pub use self::exec::{Journal, KernelWrite, Runner};
+pub use self::ipset::KernelIpset;
 pub use self::iptables::{Detection, IptablesVariant, KernelIptables, RestoreStrategy};
+pub use self::ipvs::KernelIpvs;
 pub use self::misc::{KernelNfacct, KernelSysctl};
 pub use self::netns::OwnedNetns;
 pub use self::nftables::KernelNftables;
@@ -67,7 +74,9 @@ pub struct HostKernel {
     pub conntrack: KernelConntrack,
     pub nfacct: KernelNfacct,
     pub sysctl: KernelSysctl,
-    not_yet: not_yet::NotYet,
+    pub ipvs: KernelIpvs,
+    pub ipset: KernelIpset,
+    pub addresses: KernelAddresses,
     journal: Journal,
 }
 
@@ -101,9 +110,11 @@ impl HostKernel {
             iptables_v6: ipt(IpFamily::V6),
             nftables: KernelNftables::new(runner.clone(), journal.clone()),
             conntrack: KernelConntrack::new(options.netns.clone(), journal.clone()),
-            nfacct: KernelNfacct::new(runner, journal.clone()),
+            nfacct: KernelNfacct::new(runner.clone(), journal.clone()),
             sysctl: KernelSysctl::new(options.netns.clone(), journal.clone()),
-            not_yet: not_yet::NotYet,
+            ipvs: KernelIpvs::new(options.netns.clone(), journal.clone()),
+            ipset: KernelIpset::new(runner.clone(), journal.clone()),
+            addresses: KernelAddresses::new(runner, journal.clone()),
             detection,
             options,
             journal,
@@ -151,12 +162,12 @@ impl Kernel for HostKernel {
         &mut self.sysctl
     }
     fn ipvs(&mut self) -> &mut dyn Ipvs {
-        &mut self.not_yet
+        &mut self.ipvs
     }
     fn ipset(&mut self) -> &mut dyn Ipset {
-        &mut self.not_yet
+        &mut self.ipset
     }
     fn addresses(&mut self) -> &mut dyn Addresses {
-        &mut self.not_yet
+        &mut self.addresses
     }
 }
