@@ -45,12 +45,12 @@ use proxier::config::Mode;
 use proxier::k8s::{self, ClusterIp, Service, SessionAffinity};
 use proxier::kernel::IptablesVariant;
 
-use super::probe::resolve_target;
 use super::replay::{replay, ReplayOptions, Wanted};
 use super::topology::{self, Topology};
 use super::verdict;
 use super::ClusterError;
 use crate::scenario::modes::step_runs_in;
+use crate::scenario::plan::resolve_target;
 use crate::scenario::plan::Plan;
 use crate::scenario::report::{Report, TrafficReport};
 

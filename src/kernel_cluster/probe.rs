@@ -19,12 +19,11 @@
 //! socket cannot be made; what traffic experiences is in the reports.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 
 use super::replay::Wanted;
 use super::traffic::{self, ask_all, run_in_netns, Attempt, Held, Outcome, UsedPorts};
 use super::ClusterError;
-use crate::scenario::plan::Plan;
 use crate::scenario::report::TrafficReport;
 use crate::scenario::spec::TrafficSpec;
 
@@ -220,43 +219,6 @@ fn extra(
     Ok((more.attempts > 0).then_some(more))
 }
 
-/// A traffic target — `ip:port`, `node:port`, `lb[:port]` — as the
-/// simulator's runner resolves it.
-pub fn resolve_target(plan: &Plan, to: &str) -> Result<SocketAddr, String> {
-    let (host, port) = match to.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(':') && h.parse::<std::net::Ipv6Addr>().is_err() => (
-            h,
-            Some(
-                p.parse::<u16>()
-                    .map_err(|_| format!("bad port in {to:?}"))?,
-            ),
-        ),
-        _ => (to, None),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let need = || format!("{to:?} needs a port");
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return port.map(|p| SocketAddr::new(ip, p)).ok_or_else(need);
-    }
-    if let Some(n) = plan.nodes.iter().find(|n| n.name == host) {
-        return port.map(|p| SocketAddr::new(n.ip, p)).ok_or_else(need);
-    }
-    if let Some(lb) = plan.load_balancers.iter().find(|l| l.name == host) {
-        let svc = plan
-            .services
-            .iter()
-            .find(|s| s.name == lb.service)
-            .expect("planned");
-        let port = port
-            .or_else(|| svc.ports.first().map(|p| p.port))
-            .ok_or_else(need)?;
-        return Ok(SocketAddr::new(lb.ip, port));
-    }
-    Err(format!(
-        "traffic target {to:?} is not ip:port, node:port or a load balancer"
-    ))
-}
-
 /// Counts one attempt into a report, like the simulator's runner does.
 pub fn tally(report: &mut TrafficReport, a: &Attempt) {
     report.attempts += 1;
@@ -291,18 +253,6 @@ pub fn tally(report: &mut TrafficReport, a: &Attempt) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn targets_resolve_like_the_runner_resolves_them() {
-        let path = format!("{}/scenarios/loadbalancer.yaml", env!("CARGO_MANIFEST_DIR"));
-        let plan = crate::scenario::load(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
-        let r = |to| resolve_target(&plan, to);
-        assert_eq!(r("10.96.0.90:443"), Ok("10.96.0.90:443".parse().unwrap()));
-        assert_eq!(r("node-b:31443"), Ok("192.168.0.11:31443".parse().unwrap()));
-        assert_eq!(r("cloud-lb"), Ok("34.120.1.10:443".parse().unwrap()));
-        assert!(r("node-b").unwrap_err().contains("needs a port"));
-        assert!(r("nowhere:80").is_err());
-    }
 
     #[test]
     fn attempts_are_tallied_like_the_simulators() {

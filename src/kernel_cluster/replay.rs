@@ -30,12 +30,13 @@ use proxier::k8s::{self, IpFamily, NamespacedName, Protocol};
 use proxier::kernel::{HostKernel, IptablesVariant, KernelOptions, RestoreStrategy};
 use proxier::node::NodeInfo;
 
-use super::probe::{resolve_target, Clients, Probe};
+use super::probe::{Clients, Probe};
 use super::topology::Topology;
 use super::ClusterError;
 use crate::scenario::apiserver::{ApiServer, Event};
 use crate::scenario::kube_proxy::KubeProxy;
 use crate::scenario::modes::step_runs_in;
+use crate::scenario::plan::resolve_target;
 use crate::scenario::plan::Plan;
 use crate::scenario::report::{SyncReport, TrafficReport};
 use crate::scenario::spec::Step;
@@ -302,27 +303,8 @@ impl Replay<'_> {
     fn syncs_since_mark(&self) -> Vec<SyncReport> {
         let mut out = Vec::new();
         for (node, (kp, _)) in &self.proxies {
-            let from = self
-                .marks
-                .get(node)
-                .copied()
-                .unwrap_or(0)
-                .min(kp.syncs.len());
-            for rec in &kp.syncs[from..] {
-                let (kind, rules_written) = match &rec.summary {
-                    Ok(s) => (
-                        if s.full { "full" } else { "partial" }.to_string(),
-                        s.rules_written,
-                    ),
-                    Err(e) => (format!("failed: {e}"), 0),
-                };
-                out.push(SyncReport {
-                    node: node.clone(),
-                    at: sim::time::Instant::from_nanos(rec.at.0.as_nanos() as u64).to_string(),
-                    kind,
-                    rules_written,
-                });
-            }
+            let from = self.marks.get(node).copied().unwrap_or(0);
+            out.extend(kp.sync_reports(node, from));
         }
         out
     }

@@ -200,19 +200,12 @@ impl Topology {
             }
         }
         for p in &plan.pods {
-            let ports = |proto: Protocol| -> Vec<u16> {
-                p.ports
-                    .iter()
-                    .filter(|pp| pp.protocol == proto)
-                    .map(|pp| pp.port)
-                    .collect()
-            };
             topo.add_pod(
                 &p.name.name,
                 &p.node,
                 p.ip,
-                &ports(Protocol::Tcp),
-                &ports(Protocol::Udp),
+                &p.ports_of(Protocol::Tcp),
+                &p.ports_of(Protocol::Udp),
             )?;
         }
         for (i, c) in plan.clients.iter().enumerate() {

@@ -10,9 +10,9 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use super::compare::{Comparison, Disagreement};
-use super::probe::resolve_target;
 use super::replay::{KernelReport, KernelStep};
 use crate::scenario::modes::step_runs_in;
+use crate::scenario::plan::resolve_target;
 use crate::scenario::plan::Plan;
 use crate::scenario::report::{Report, StepReport, SyncReport, TrafficReport};
 use crate::scenario::spec::TrafficSpec;

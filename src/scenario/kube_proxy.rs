@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use super::report::SyncReport;
 use anyhow::Result;
 use ipnet::IpNet;
 use proxier::clock::Timestamp;
@@ -175,5 +176,29 @@ impl KubeProxy {
 
     pub fn mode(&self) -> &'static str {
         self.proxier.mode()
+    }
+
+    /// The syncs from the `from`th on (none if `from` is past the end), as
+    /// `node`'s report lines.
+    pub fn sync_reports(&self, node: &str, from: usize) -> Vec<SyncReport> {
+        let from = from.min(self.syncs.len());
+        self.syncs[from..]
+            .iter()
+            .map(|rec| {
+                let (kind, rules_written) = match &rec.summary {
+                    Ok(s) => (
+                        if s.full { "full" } else { "partial" }.to_string(),
+                        s.rules_written,
+                    ),
+                    Err(e) => (format!("failed: {e}"), 0),
+                };
+                SyncReport {
+                    node: node.to_string(),
+                    at: sim::time::Instant::from_nanos(rec.at.0.as_nanos() as u64).to_string(),
+                    kind,
+                    rules_written,
+                }
+            })
+            .collect()
     }
 }

@@ -13,11 +13,19 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use proxier::config::{self, Config, Mode};
-use proxier::k8s::{
-    self, ClusterIp, EndpointSlice, NamespacedName, Protocol, Service, ServiceType,
-};
+use proxier::k8s::{self, EndpointSlice, NamespacedName, Protocol, Service, ServiceType};
 
 use super::spec::{self, PodPortSpec, Scenario};
+
+mod allocate;
+mod objects;
+mod steps;
+mod target;
+
+use allocate::{allocate_pod_ip, allocate_service_fields, claim};
+use objects::load_objects;
+use steps::{check_step, step_place};
+pub use target::resolve_target;
 
 /// A scenario that could not be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +61,17 @@ pub struct Pod {
     pub labels: BTreeMap<String, String>,
     pub ports: Vec<PodPort>,
     pub ready: bool,
+}
+
+impl Pod {
+    /// The pod's ports of one protocol, in file order.
+    pub fn ports_of(&self, protocol: Protocol) -> Vec<u16> {
+        self.ports
+            .iter()
+            .filter(|p| p.protocol == protocol)
+            .map(|p| p.port)
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -390,227 +409,4 @@ pub fn plan(file: &str, sc: &Scenario) -> Result<Plan, PlanError> {
         service_cidrs,
         steps: sc.steps.clone(),
     })
-}
-
-/// `steps[3] (name)`, as errors name a step.
-fn step_place(i: usize, step: &spec::Step) -> String {
-    match &step.name {
-        Some(n) => format!("steps[{i}] ({n})"),
-        None => format!("steps[{i}]"),
-    }
-}
-
-/// Records that `owner` uses `ip`; two owners of one address is an error.
-fn claim(
-    ctx: &Ctx<'_>,
-    addresses: &mut BTreeMap<IpAddr, String>,
-    ip: IpAddr,
-    owner: String,
-    place: &str,
-) -> Result<(), PlanError> {
-    match addresses.insert(ip, owner.clone()) {
-        Some(other) => Err(ctx.err(
-            place,
-            format!("{ip} is already used by {other}; give {owner} its own address"),
-        )),
-        None => Ok(()),
-    }
-}
-
-fn allocate_pod_ip(
-    ctx: &Ctx<'_>,
-    place: &str,
-    node: &Node,
-    next_host: &mut BTreeMap<String, u32>,
-    taken: &BTreeMap<IpAddr, String>,
-) -> Result<IpAddr, PlanError> {
-    // .0 is the network and .1 the node's bridge; pods start at .2.
-    let next = next_host.entry(node.name.clone()).or_insert(2);
-    loop {
-        let ip = match node.pod_cidr {
-            IpNet::V4(n) => {
-                let base = u32::from(n.network());
-                if *next as u64 >= n.hosts().count() as u64 {
-                    return Err(ctx.err(
-                        place,
-                        format!("node {}'s podCIDR {} is full", node.name, node.pod_cidr),
-                    ));
-                }
-                IpAddr::V4((base + *next).into())
-            }
-            IpNet::V6(n) => IpAddr::V6((u128::from(n.network()) + u128::from(*next)).into()),
-        };
-        *next += 1;
-        if !taken.contains_key(&ip) {
-            return Ok(ip);
-        }
-    }
-}
-
-/// The objects of a scenario file: Services, hand-written slices, and the
-/// ServiceCIDR ranges.
-type Objects = (Vec<Service>, Vec<EndpointSlice>, Vec<IpNet>);
-
-fn load_objects(
-    ctx: &Ctx<'_>,
-    objects: &[serde_yaml::Value],
-    nodes: &[Node],
-) -> Result<Objects, PlanError> {
-    let mut services: Vec<Service> = Vec::new();
-    let mut slices: Vec<EndpointSlice> = Vec::new();
-    let mut cidrs: Vec<IpNet> = Vec::new();
-    for (i, value) in objects.iter().enumerate() {
-        let place = format!("objects[{i}]");
-        let text = serde_yaml::to_string(value).expect("a YAML value serialises");
-        let m = k8s::load_str(&place, &text).map_err(|e| ctx.err(&place, e.to_string()))?;
-        if let Some((_, what)) = m.skipped.first() {
-            return Err(ctx.err(&place, format!("{what} is not a Service, EndpointSlice or ServiceCIDR; scenarios hold only those (pods and nodes go under cluster:)")));
-        }
-        if !m.nodes.is_empty() {
-            return Err(ctx.err(&place, "Node objects go under cluster.nodes, not objects"));
-        }
-        cidrs.extend(m.service_cidrs.iter().flat_map(|c| c.cidrs.iter().copied()));
-        for s in m.services {
-            if services.iter().any(|o| o.name == s.name) {
-                return Err(ctx.err(&place, format!("Service {} is defined twice", s.name)));
-            }
-            services.push(s);
-        }
-        for s in m.endpoint_slices {
-            for (j, ep) in s.endpoints.iter().enumerate() {
-                if let Some(node) = &ep.node_name {
-                    if !nodes.iter().any(|n| &n.name == node) {
-                        return Err(ctx.err(&place, format!(
-                            "EndpointSlice {} endpoints[{j}] names node {node:?}, which the scenario does not have; add it to cluster.nodes or fix nodeName",
-                            s.name
-                        )));
-                    }
-                }
-            }
-            slices.push(s);
-        }
-    }
-    Ok((services, slices, cidrs))
-}
-
-/// Gives services what an API server would allocate: a cluster IP from
-/// 10.96.0.0/16 (from .10 up), node ports from 30000 up, and health-check
-/// node ports from 32000 up, in file order, skipping ones already taken.
-fn allocate_service_fields(services: &mut [Service]) {
-    let mut used_ips: BTreeSet<IpAddr> = BTreeSet::new();
-    let mut used_ports: BTreeSet<u16> = BTreeSet::new();
-    for s in services.iter() {
-        if let ClusterIp::Ips(ips) = &s.cluster_ip {
-            used_ips.extend(ips.iter().copied());
-        }
-        used_ports.extend(s.ports.iter().filter_map(|p| p.node_port));
-        used_ports.extend(s.health_check_node_port);
-    }
-    let mut next_ip: u32 = u32::from(std::net::Ipv4Addr::new(10, 96, 0, 10));
-    let mut next_port = 30000u16;
-    let mut next_hc = 32000u16;
-    let mut take_port = |next: &mut u16| loop {
-        let p = *next;
-        *next += 1;
-        if used_ports.insert(p) {
-            return p;
-        }
-    };
-    for s in services.iter_mut() {
-        if s.service_type == ServiceType::ExternalName {
-            continue;
-        }
-        if s.cluster_ip == ClusterIp::Unset {
-            let ip = loop {
-                let ip = IpAddr::V4(next_ip.into());
-                next_ip += 1;
-                if used_ips.insert(ip) {
-                    break ip;
-                }
-            };
-            s.cluster_ip = ClusterIp::Ips(vec![ip]);
-        }
-        if matches!(
-            s.service_type,
-            ServiceType::NodePort | ServiceType::LoadBalancer
-        ) {
-            s.type_explicit = true;
-            for p in s.ports.iter_mut().filter(|p| p.node_port.is_none()) {
-                p.node_port = Some(take_port(&mut next_port));
-            }
-            if s.service_type == ServiceType::LoadBalancer
-                && s.external_traffic_policy == k8s::TrafficPolicy::Local
-                && s.health_check_node_port.is_none()
-            {
-                s.health_check_node_port = Some(take_port(&mut next_hc));
-            }
-        }
-    }
-}
-
-fn check_step(
-    ctx: &Ctx<'_>,
-    i: usize,
-    step: &spec::Step,
-    hosts: &BTreeSet<&str>,
-    pods: &[Pod],
-    nodes: &[Node],
-) -> Result<(), PlanError> {
-    let place = step_place(i, step);
-    let actions = [
-        step.traffic.is_some(),
-        step.apply.is_some(),
-        step.delete.is_some(),
-        step.pod.is_some(),
-        step.node.is_some(),
-        step.restart.is_some(),
-        step.advance.is_some(),
-        step.close.is_some(),
-    ]
-    .iter()
-    .filter(|a| **a)
-    .count();
-    if actions > 1 {
-        return Err(ctx.err(&place, "a step takes one action (traffic, apply, delete, pod, node, restart, advance or close); split it into several steps"));
-    }
-    if actions == 0 && step.expect.is_none() {
-        return Err(ctx.err(&place, "an empty step; give it an action or an expect"));
-    }
-    if let Some(t) = &step.traffic {
-        if !hosts.contains(t.from.as_str()) {
-            return Err(ctx.err(
-                &place,
-                format!(
-                    "traffic.from {:?} is not a node, pod or client of the scenario",
-                    t.from
-                ),
-            ));
-        }
-    }
-    if let Some(p) = &step.pod {
-        if !pods
-            .iter()
-            .any(|o| o.name.name == p.name && o.name.namespace == p.namespace)
-        {
-            return Err(ctx.err(
-                &place,
-                format!("pod {}/{} is not in cluster.pods", p.namespace, p.name),
-            ));
-        }
-    }
-    for name in [
-        step.node.as_ref().map(|n| &n.name),
-        step.restart.as_ref().map(|r| &r.kube_proxy),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if !nodes.iter().any(|n| &n.name == name) {
-            return Err(ctx.err(&place, format!("node {name:?} is not in cluster.nodes")));
-        }
-    }
-    if let Some(a) = &step.advance {
-        config::duration::parse(a).map_err(|e| ctx.err(&place, format!("advance: {e}")))?;
-    }
-    Ok(())
 }

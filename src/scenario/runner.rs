@@ -14,7 +14,6 @@
 //! node name.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -30,7 +29,7 @@ use super::apiserver::{ApiServer, Event};
 use super::expect::check;
 use super::kube_proxy::KubeProxy;
 use super::modes::step_runs_in;
-use super::plan::Plan;
+use super::plan::{resolve_target, Plan};
 use super::report::{Report, StepReport, SyncReport, TrafficReport};
 use super::spec::{Step, TrafficSpec};
 use crate::simkernel::{KernelSide, SimKernel};
@@ -127,19 +126,12 @@ impl<'p> World<'p> {
             net.add_node(&n.name, n.ip, prefix, Some(cidr))?;
         }
         for p in &plan.pods {
-            let ports = |proto: Protocol| -> Vec<u16> {
-                p.ports
-                    .iter()
-                    .filter(|pp| pp.protocol == proto)
-                    .map(|pp| pp.port)
-                    .collect()
-            };
             net.add_pod(
                 &p.name.name,
                 &p.node,
                 p.ip,
-                &ports(Protocol::Tcp),
-                &ports(Protocol::Udp),
+                &p.ports_of(Protocol::Tcp),
+                &p.ports_of(Protocol::Udp),
             )?;
         }
         for c in &plan.clients {
@@ -305,27 +297,8 @@ impl<'p> World<'p> {
     fn syncs_since_mark(&self) -> Vec<SyncReport> {
         let mut out = Vec::new();
         for (node, kp) in &self.proxies {
-            let from = self
-                .sync_marks
-                .get(node)
-                .copied()
-                .unwrap_or(0)
-                .min(kp.syncs.len());
-            for rec in &kp.syncs[from..] {
-                let (kind, rules_written) = match &rec.summary {
-                    Ok(s) => (
-                        if s.full { "full" } else { "partial" }.to_string(),
-                        s.rules_written,
-                    ),
-                    Err(e) => (format!("failed: {e}"), 0),
-                };
-                out.push(SyncReport {
-                    node: node.clone(),
-                    at: Instant::from_nanos(rec.at.0.as_nanos() as u64).to_string(),
-                    kind,
-                    rules_written,
-                });
-            }
+            let from = self.sync_marks.get(node).copied().unwrap_or(0);
+            out.extend(kp.sync_reports(node, from));
         }
         out
     }
@@ -445,46 +418,9 @@ impl<'p> World<'p> {
         Ok(("check".to_string(), None))
     }
 
-    /// Resolves a traffic target: `ip:port`, `node:port`, `lb[:port]`.
-    fn resolve_target(&self, to: &str) -> Result<(IpAddr, u16)> {
-        let (host, port) = match to.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(':') && h.parse::<std::net::Ipv6Addr>().is_err() => (
-                h,
-                Some(
-                    p.parse::<u16>()
-                        .map_err(|_| anyhow!("bad port in {to:?}"))?,
-                ),
-            ),
-            _ => (to, None),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return port
-                .map(|p| (ip, p))
-                .ok_or_else(|| anyhow!("{to:?} needs a port"));
-        }
-        if let Some(n) = self.plan.nodes.iter().find(|n| n.name == host) {
-            return port
-                .map(|p| (n.ip, p))
-                .ok_or_else(|| anyhow!("{to:?} needs a port"));
-        }
-        if let Some(lb) = self.plan.load_balancers.iter().find(|l| l.name == host) {
-            let svc = self
-                .plan
-                .services
-                .iter()
-                .find(|s| s.name == lb.service)
-                .expect("planned");
-            let port = port
-                .or_else(|| svc.ports.first().map(|p| p.port))
-                .ok_or_else(|| anyhow!("{to:?} needs a port"))?;
-            return Ok((lb.ip, port));
-        }
-        bail!("traffic target {to:?} is not ip:port, node:port or a load balancer")
-    }
-
     fn traffic(&mut self, t: &TrafficSpec) -> Result<TrafficReport> {
-        let target = self.resolve_target(&t.to)?;
+        let target = resolve_target(self.plan, &t.to).map_err(anyhow::Error::msg)?;
+        let target = (target.ip(), target.port());
         let udp = match t.protocol.as_deref().unwrap_or("TCP") {
             "TCP" | "tcp" => false,
             "UDP" | "udp" => true,
