@@ -5,7 +5,6 @@
 //! a client 10.99.0.1 → router 10.99.0.2:80 DNATed to 10.98.0.2:8080 and
 //! masqueraded to 10.98.0.1.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use rand_chacha::ChaCha8Rng;
@@ -17,43 +16,9 @@ use sim::packet::{Packet, PacketRepr, Side, TcpFlags, Transport, Tuple};
 use sim::rng::stream;
 use sim::time::Instant;
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
+mod common;
 
-fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: TcpFlags) -> Packet {
-    Packet::build(&PacketRepr {
-        src: ip(src),
-        dst: ip(dst),
-        ttl: 64,
-        ident: 0,
-        transport: Transport::Tcp {
-            src_port: sport,
-            dst_port: dport,
-            seq: 1,
-            ack: 0,
-            flags,
-            window: 1000,
-        },
-        payload: Vec::new(),
-    })
-    .unwrap()
-}
-
-fn udp(src: &str, sport: u16, dst: &str, dport: u16) -> Packet {
-    Packet::build(&PacketRepr {
-        src: ip(src),
-        dst: ip(dst),
-        ttl: 64,
-        ident: 0,
-        transport: Transport::Udp {
-            src_port: sport,
-            dst_port: dport,
-        },
-        payload: b"x".to_vec(),
-    })
-    .unwrap()
-}
+use common::{ip, tcp, udp};
 
 fn at(secs: u64) -> Instant {
     Instant::from_secs(secs)

@@ -15,9 +15,9 @@ use sim::packet::{Packet, PacketRepr, TcpFlags, Transport};
 use sim::rng::stream;
 use sim::time::Instant;
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
+mod common;
+
+use common::ip;
 
 /// Local addresses: 192.168.0.10 on eth0 and 127.0.0.1 on lo.
 struct Addrs;
@@ -72,22 +72,7 @@ struct Pkt {
 }
 
 fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: TcpFlags) -> Pkt {
-    let p = Packet::build(&PacketRepr {
-        src: ip(src),
-        dst: ip(dst),
-        ttl: 64,
-        ident: 0,
-        transport: Transport::Tcp {
-            src_port: sport,
-            dst_port: dport,
-            seq: 1,
-            ack: 0,
-            flags,
-            window: 10,
-        },
-        payload: Vec::new(),
-    })
-    .unwrap();
+    let p = common::tcp(src, sport, dst, dport, flags);
     Pkt {
         p,
         hook: Hook::Input,

@@ -4,18 +4,16 @@
 //! traces, counters, and the interleaving of nftables base chains with
 //! iptables tables by priority and registration order.
 
-use std::net::IpAddr;
-
 use sim::netfilter::eval::Explorer;
-use sim::netfilter::{Cidr, Family, RestoreMode, Variant};
+use sim::netfilter::{Family, RestoreMode, Variant};
 use sim::nftables::Family as NftFamily;
-use sim::node::{Delivery, DropReason, Node, Processed, Route, RouteKind};
-use sim::packet::{Packet, PacketRepr, TcpFlags, Transport};
+use sim::node::{Delivery, DropReason, Node, Processed};
+use sim::packet::{Packet, TcpFlags};
 use sim::time::Instant;
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
+mod common;
+
+use common::{default_route, ip, syn, tcp};
 
 /// A node: eth0 192.168.0.2/24 (default route), cni0 10.0.0.1/8 (pods:
 /// clients 10.0.0.x, endpoints 10.180.0.x).
@@ -25,14 +23,7 @@ fn node(seed: u64) -> Node {
     n.add_interface("cni0").unwrap();
     n.add_address("eth0", ip("192.168.0.2"), 24).unwrap();
     n.add_address("cni0", ip("10.0.0.1"), 8).unwrap();
-    n.add_route(Route {
-        dst: Cidr::new(ip("0.0.0.0"), 0).unwrap(),
-        via: Some(ip("192.168.0.1")),
-        dev: "eth0".into(),
-        src: None,
-        kind: RouteKind::Unicast,
-    })
-    .unwrap();
+    n.add_route(default_route("192.168.0.1", "eth0")).unwrap();
     n
 }
 
@@ -86,29 +77,6 @@ fn kube_node(seed: u64) -> Node {
     let mut n = node(seed);
     n.nft_apply(KUBE, Instant::ZERO).unwrap();
     n
-}
-
-fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: TcpFlags) -> Packet {
-    Packet::build(&PacketRepr {
-        src: ip(src),
-        dst: ip(dst),
-        ttl: 64,
-        ident: 1,
-        transport: Transport::Tcp {
-            src_port: sport,
-            dst_port: dport,
-            seq: 1,
-            ack: 0,
-            flags,
-            window: 1000,
-        },
-        payload: Vec::new(),
-    })
-    .unwrap()
-}
-
-fn syn(src: &str, sport: u16, dst: &str, dport: u16) -> Packet {
-    tcp(src, sport, dst, dport, TcpFlags::SYN)
 }
 
 fn from_pod(n: &mut Node, pkt: Packet, secs: u64) -> Processed {

@@ -3,26 +3,22 @@
 //! and the masquerade rule kube-proxy installs — what happens to a
 //! connection's packets hook by hook.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use sim::ipvs::{DestSpec, Scheduler, ServiceKey, ServiceSpec};
-use sim::netfilter::{Cidr, Family, RestoreMode, Variant};
-use sim::node::{Delivery, DropReason, Node, Processed, Route, RouteKind};
+use sim::netfilter::{Family, RestoreMode, Variant};
+use sim::node::{Delivery, DropReason, Node, Processed};
 use sim::packet::{Packet, PacketRepr, TcpFlags, Transport};
 use sim::time::Instant;
+
+mod common;
+
+use common::{default_route, ip, route_via, sock, tcp_between as tcp};
 
 const VIP: &str = "10.96.0.1";
 const CLIENT: &str = "203.0.113.7";
 const LOCAL_RS: &str = "10.244.1.5";
 const REMOTE_RS: &str = "10.244.2.5";
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn sock(s: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(ip(s), port)
-}
 
 fn key() -> ServiceKey {
     ServiceKey::tcp(sock(VIP, 80))
@@ -39,22 +35,9 @@ fn node(dests: &[&str], conntrack: bool) -> Node {
     n.add_address("cni0", ip("10.244.1.1"), 24).unwrap();
     n.add_dummy_interface("kube-ipvs0").unwrap();
     n.add_address("kube-ipvs0", ip(VIP), 32).unwrap();
-    n.add_route(Route {
-        dst: Cidr::new(ip("0.0.0.0"), 0).unwrap(),
-        via: Some(ip("192.168.0.1")),
-        dev: "eth0".into(),
-        src: None,
-        kind: RouteKind::Unicast,
-    })
-    .unwrap();
-    n.add_route(Route {
-        dst: Cidr::new(ip("10.244.2.0"), 24).unwrap(),
-        via: Some(ip("192.168.0.11")),
-        dev: "eth0".into(),
-        src: None,
-        kind: RouteKind::Unicast,
-    })
-    .unwrap();
+    n.add_route(default_route("192.168.0.1", "eth0")).unwrap();
+    n.add_route(route_via("10.244.2.0", 24, "192.168.0.11", "eth0"))
+        .unwrap();
     n.set_sysctl("net.ipv4.vs.conntrack", i64::from(conntrack))
         .unwrap();
     n.restore(
@@ -74,25 +57,6 @@ fn node(dests: &[&str], conntrack: bool) -> Node {
             .unwrap();
     }
     n
-}
-
-fn tcp(src: SocketAddr, dst: SocketAddr, flags: TcpFlags) -> Packet {
-    Packet::build(&PacketRepr {
-        src: src.ip(),
-        dst: dst.ip(),
-        ttl: 64,
-        ident: 0,
-        transport: Transport::Tcp {
-            src_port: src.port(),
-            dst_port: dst.port(),
-            seq: 1,
-            ack: 0,
-            flags,
-            window: 1000,
-        },
-        payload: Vec::new(),
-    })
-    .unwrap()
 }
 
 /// The one helper that sends a packet into the node at second `at`.
