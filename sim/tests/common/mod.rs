@@ -6,6 +6,7 @@
 // Each test file is its own crate and uses only some of these.
 #![allow(dead_code)]
 
+pub mod ipvs_conn;
 pub mod kube_node;
 
 use std::net::{IpAddr, SocketAddr};
