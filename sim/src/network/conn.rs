@@ -29,124 +29,18 @@ use std::net::IpAddr;
 use petgraph::stable_graph::NodeIndex;
 use rand_core::Rng;
 
-use super::sockets::{parse_answer, SeenAddrs};
+use super::report::{ConnectionReport, ExchangeStep, Outcome};
+use super::sockets::parse_answer;
 use super::transit::{End, Transit};
 use super::{HostKind, NetError, Network};
-use crate::netfilter::eval::{RuleRef, Trace};
 use crate::netfilter::Protocol;
-use crate::node::{Delivery, Processed, RouteResult};
+use crate::node::RouteResult;
 use crate::packet::{Packet, PacketRepr, TcpFlags, Transport};
 use crate::rng::stream;
 use crate::time::Instant;
 
 /// A kept-open connection's id.
 pub type ConnId = u64;
-
-/// One hop of a packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HopRecord {
-    /// The host.
-    pub host: String,
-    /// What happened there.
-    pub what: String,
-    /// Rules evaluated there.
-    pub rules_evaluated: u64,
-    /// The rule-by-rule trace (nodes, when tracing).
-    pub trace: Trace,
-}
-
-impl HopRecord {
-    pub(crate) fn end_host(host: &str, what: &str) -> HopRecord {
-        HopRecord {
-            host: host.to_string(),
-            what: what.to_string(),
-            rules_evaluated: 0,
-            trace: Trace::default(),
-        }
-    }
-
-    pub(crate) fn from_processed(host: &str, p: &Processed) -> HopRecord {
-        let what = match &p.delivery {
-            Delivery::Local => format!("delivered locally as {}", p.packet),
-            Delivery::Out { iface, next_hop } => {
-                format!("out {iface} to {next_hop} as {}", p.packet)
-            }
-            Delivery::Dropped(r) => r.to_string(),
-            Delivery::Rejected { by, .. } => format!("rejected by {by}"),
-            Delivery::NftRejected { by, .. } => format!("rejected by {by}"),
-            Delivery::IcmpError { by, .. } => format!("answered with an ICMP error by {by}"),
-        };
-        HopRecord {
-            host: host.to_string(),
-            what,
-            rules_evaluated: p.rules_evaluated,
-            trace: p.trace.clone(),
-        }
-    }
-}
-
-/// One packet of an exchange and its journey.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExchangeStep {
-    /// `SYN`, `SYN-ACK`, `request`, …
-    pub label: String,
-    /// Its hops.
-    pub hops: Vec<HopRecord>,
-}
-
-/// How an exchange ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Connected and the request was answered (UDP: answered).
-    Answered,
-    /// A TCP reset came back (closed port, stale connection, REJECT
-    /// with tcp-reset); `by` says who sent it.
-    Refused { by: String },
-    /// An ICMP error came back; `by` says who sent it.
-    Unreachable { by: String },
-    /// Lost on the way: where and why.
-    Dropped {
-        /// The host that dropped it.
-        at: String,
-        /// Why.
-        reason: String,
-        /// The rule that dropped it, when one did.
-        rule: Option<RuleRef>,
-    },
-    /// An answer arrived from an address the client did not talk to.
-    Misrouted { got: String },
-    /// The server took the packet and sent nothing back.
-    NoAnswer,
-}
-
-/// What one connection (or datagram) experienced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionReport {
-    /// The id when the connection is kept open.
-    pub id: Option<ConnId>,
-    /// The client host.
-    pub client: String,
-    /// TCP or UDP.
-    pub proto: Protocol,
-    /// The client's address and port.
-    pub client_addr: (IpAddr, u16),
-    /// Where it connected.
-    pub target: (IpAddr, u16),
-    /// How it ended.
-    pub outcome: Outcome,
-    /// The host that answered (from the answer's payload).
-    pub server: Option<String>,
-    /// The addresses the server saw.
-    pub seen: Option<SeenAddrs>,
-    /// Rules evaluated per node by the first packet (SYN or datagram).
-    pub rules_first_packet: BTreeMap<String, u64>,
-    /// Rules evaluated per node over the whole exchange.
-    pub rules_total: BTreeMap<String, u64>,
-    /// Every packet's journey.
-    pub steps: Vec<ExchangeStep>,
-    /// Whether the connection is closed at the end.
-    pub closed: bool,
-}
 
 /// A kept-open connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -507,14 +401,19 @@ impl Network {
         }
         conn.server = report.server.clone();
         if keep_open {
-            let id = self.next_conn;
-            self.next_conn += 1;
-            report.id = Some(id);
-            self.conns.insert(id, conn);
+            self.keep_open(conn, &mut report);
         } else {
             self.fin(ci, &mut conn, t, &mut report)?;
         }
         Ok(report)
+    }
+
+    /// Keeps `conn` open under a new id, which the report carries.
+    fn keep_open(&mut self, conn: OpenConn, report: &mut ConnectionReport) {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        report.id = Some(id);
+        self.conns.insert(id, conn);
     }
 
     fn fin(
@@ -568,10 +467,7 @@ impl Network {
         let ok = self.request(ci, &mut conn, t, &mut report, true)?;
         conn.server = report.server.clone();
         if keep_open && ok {
-            let id = self.next_conn;
-            self.next_conn += 1;
-            report.id = Some(id);
-            self.conns.insert(id, conn);
+            self.keep_open(conn, &mut report);
         } else {
             report.closed = true;
         }

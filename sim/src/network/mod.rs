@@ -30,11 +30,13 @@
 
 mod conn;
 mod lb;
+mod report;
 mod sockets;
 mod transit;
 
-pub use conn::{ConnId, ConnectionReport, ExchangeStep, HopRecord, OpenConn, Outcome};
+pub use conn::{ConnId, OpenConn};
 pub use lb::{LbMode, LbPort, LoadBalancer};
+pub use report::{ConnectionReport, ExchangeStep, HopRecord, Outcome};
 pub use sockets::{parse_answer, SeenAddrs, Sockets};
 
 use std::collections::BTreeMap;

@@ -22,7 +22,7 @@ use std::net::IpAddr;
 
 use petgraph::stable_graph::NodeIndex;
 
-use super::conn::HopRecord;
+use super::report::HopRecord;
 use super::{gateway_of, HostKind, NetError, Network};
 use crate::netfilter::eval::RuleRef;
 use crate::node::{Delivery, DropReason, Processed};
