@@ -32,6 +32,7 @@ use super::error::ErrorKind;
 use super::eval::{AddrTypeLookup, IpvsSkb, PacketCtx};
 use super::ext_common::{Opt, OptSpec};
 use super::l4::{parse_port, Protocol};
+use super::matches::neg;
 
 pub(crate) const IPVS: &[OptSpec] = &[
     OptSpec::new(&["--ipvs"], 0, true),
@@ -150,12 +151,6 @@ pub(crate) fn parse_physdev(opts: &[Opt]) -> Result<PhysdevMatch, ErrorKind> {
         });
     }
     Ok(m)
-}
-
-fn neg(out: &mut String, negated: bool) {
-    if negated {
-        out.push_str(" !");
-    }
 }
 
 impl IpvsMatch {

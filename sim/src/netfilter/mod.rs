@@ -38,6 +38,7 @@ mod ext_ipvs;
 mod ext_match;
 mod ext_target;
 mod l4;
+mod match_state;
 mod match_values;
 mod matches;
 mod parse_rule;
