@@ -14,6 +14,12 @@ use ipnet::IpNet;
 use super::model::*;
 use super::raw;
 
+mod endpoint_slice;
+mod sloppy;
+
+pub use endpoint_slice::endpoint_slice;
+pub use sloppy::{parse_cidr_sloppy, parse_ip_sloppy};
+
 /// A field of an object that kube-proxy cannot use, with the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} {object}: {field}: {problem}")]
@@ -85,59 +91,6 @@ impl Ctx {
             )),
         }
     }
-}
-
-/// Parses an IP the way kube-proxy does (`netutils.ParseIPSloppy`): IPv4
-/// octets may carry leading zeros, read as decimal (`010.1.1.1` is
-/// 10.1.1.1). Old API objects can still hold such values.
-pub fn parse_ip_sloppy(text: &str) -> Option<IpAddr> {
-    if let Ok(ip) = text.parse::<IpAddr>() {
-        return Some(ip);
-    }
-    let parts: Vec<&str> = text.split('.').collect();
-    if parts.len() != 4 {
-        return None;
-    }
-    let mut octets = [0u8; 4];
-    for (o, p) in octets.iter_mut().zip(&parts) {
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        *o = p
-            .trim_start_matches('0')
-            .parse::<u8>()
-            .or_else(|e| {
-                if p.bytes().all(|b| b == b'0') {
-                    Ok(0)
-                } else {
-                    Err(e)
-                }
-            })
-            .ok()?;
-    }
-    Some(IpAddr::from(octets))
-}
-
-/// Parses a CIDR like `netutils.ParseCIDRSloppy` and masks it to its
-/// network address (`10.1.2.3/8` → `10.0.0.0/8`).
-pub fn parse_cidr_sloppy(text: &str) -> Option<IpNet> {
-    let (ip, prefix) = text.split_once('/')?;
-    let ip = parse_ip_sloppy(ip)?;
-    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let prefix: u8 = prefix
-        .trim_start_matches('0')
-        .parse()
-        .or_else(|e| {
-            if prefix.bytes().all(|b| b == b'0') {
-                Ok(0)
-            } else {
-                Err(e)
-            }
-        })
-        .ok()?;
-    IpNet::new(ip, prefix).ok().map(|n| n.trunc())
 }
 
 fn namespace_of(meta: &raw::ObjectMeta) -> String {
@@ -358,92 +311,6 @@ fn cluster_ip(ctx: &Ctx, spec: &raw::ServiceSpec) -> Result<ClusterIp, FieldErro
     })
 }
 
-/// Validates a `discovery.k8s.io/v1` EndpointSlice.
-pub fn endpoint_slice(raw: &raw::EndpointSlice) -> Result<EndpointSlice, FieldError> {
-    let name = NamespacedName::new(namespace_of(&raw.metadata), &raw.metadata.name);
-    let ctx = Ctx {
-        kind: "EndpointSlice",
-        object: name.to_string(),
-    };
-    name_checked(&ctx, &raw.metadata)?;
-    let address_type = match raw.address_type.as_deref() {
-        Some("IPv4") => AddressType::IPv4,
-        Some("IPv6") => AddressType::IPv6,
-        Some("FQDN") => AddressType::Fqdn,
-        Some(other) => {
-            return Err(ctx.err(
-                "addressType",
-                format!("unknown address type {other:?}; use IPv4, IPv6 or FQDN"),
-            ))
-        }
-        None => return Err(ctx.err("addressType", "missing; set IPv4, IPv6 or FQDN")),
-    };
-
-    let mut endpoints = Vec::with_capacity(raw.endpoints.len());
-    for (i, ep) in raw.endpoints.iter().enumerate() {
-        let mut addresses = Vec::new();
-        if address_type != AddressType::Fqdn {
-            for (j, text) in ep.addresses.iter().enumerate() {
-                let field = format!("endpoints[{i}].addresses[{j}]");
-                let ip = ctx.ip(field.clone(), text)?;
-                let family_ok = matches!(
-                    (address_type, ip),
-                    (AddressType::IPv4, IpAddr::V4(_)) | (AddressType::IPv6, IpAddr::V6(_))
-                );
-                if !family_ok {
-                    return Err(ctx.err(
-                        field,
-                        format!("{ip} does not match addressType {address_type:?}"),
-                    ));
-                }
-                addresses.push(ip);
-            }
-        }
-        let hints = ep.hints.as_ref();
-        endpoints.push(Endpoint {
-            addresses,
-            ready: ep.conditions.ready,
-            serving: ep.conditions.serving,
-            terminating: ep.conditions.terminating,
-            node_name: ep.node_name.clone(),
-            zone: ep.zone.clone(),
-            zone_hints: hints.map(|h| h.for_zones.iter().map(|z| z.name.clone()).collect()),
-            node_hints: hints.map(|h| h.for_nodes.iter().map(|n| n.name.clone()).collect()),
-        });
-    }
-
-    let mut ports = Vec::new();
-    for (i, p) in raw.ports.iter().flatten().enumerate() {
-        let at = |f: &str| format!("ports[{i}].{f}");
-        ports.push(EndpointPort {
-            name: p.name.clone(),
-            protocol: match p.protocol.as_deref() {
-                None => None,
-                Some(text) => Some(ctx.protocol(at("protocol"), Some(text))?),
-            },
-            port: match p.port {
-                None => None,
-                Some(n) => Some(ctx.port(at("port"), n, false)?),
-            },
-        });
-    }
-
-    Ok(EndpointSlice {
-        service_name: raw
-            .metadata
-            .labels
-            .get("kubernetes.io/service-name")
-            .cloned(),
-        name,
-        labels: raw.metadata.labels.clone(),
-        annotations: raw.metadata.annotations.clone(),
-        resource_version: raw.metadata.resource_version.clone(),
-        address_type,
-        endpoints,
-        ports,
-    })
-}
-
 /// Validates a `v1.Node`.
 pub fn node(raw: &raw::Node) -> Result<Node, FieldError> {
     let ctx = Ctx {
@@ -568,20 +435,6 @@ mod tests {
     }
 
     #[test]
-    fn leading_zeros_are_decimal_like_upstream() {
-        assert_eq!(
-            parse_ip_sloppy("172.30.0.041"),
-            Some("172.30.0.41".parse().unwrap())
-        );
-        assert_eq!(
-            parse_cidr_sloppy("203.0.113.000/025"),
-            Some("203.0.113.0/25".parse().unwrap())
-        );
-        assert_eq!(parse_ip_sloppy("1.2.3.256"), None);
-        assert_eq!(parse_ip_sloppy("1.2.3"), None);
-    }
-
-    #[test]
     fn headless_and_unset_cluster_ips() {
         assert_eq!(
             svc("metadata: {name: a}\nspec: {clusterIP: None}")
@@ -595,28 +448,5 @@ mod tests {
         );
         let e = svc("metadata: {name: a}\nspec: {clusterIP: 10.0.0.300}").unwrap_err();
         assert_eq!(e.field, "spec.clusterIP");
-    }
-
-    #[test]
-    fn endpoint_address_must_match_address_type() {
-        let raw: raw::EndpointSlice = serde_yaml::from_str(
-            "metadata: {name: s}\naddressType: IPv4\nendpoints: [{addresses: ['fd00::1']}]",
-        )
-        .unwrap();
-        let e = endpoint_slice(&raw).unwrap_err();
-        assert_eq!(e.field, "endpoints[0].addresses[0]");
-    }
-
-    #[test]
-    fn missing_conditions_stay_unset() {
-        let raw: raw::EndpointSlice = serde_yaml::from_str(
-            "metadata: {name: s, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nendpoints: [{addresses: [10.0.0.1]}]\nports: [{port: 80}]",
-        )
-        .unwrap();
-        let s = endpoint_slice(&raw).unwrap();
-        assert_eq!(s.service_name.as_deref(), Some("web"));
-        assert_eq!(s.endpoints[0].ready, None);
-        assert_eq!(s.ports[0].port, Some(80));
-        assert_eq!(s.ports[0].name, None);
     }
 }
