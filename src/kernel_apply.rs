@@ -22,10 +22,11 @@ use proxier::config::Mode;
 use proxier::dataplane::DataplaneError;
 use proxier::k8s::IpFamily;
 use proxier::kernel::cleanup::{self as kcleanup, CleanupReport};
+use proxier::kernel::ipvs::cleanup as ipvs_cleanup;
 use proxier::kernel::{Detection, HostKernel, KernelOptions, KernelWrite};
 use proxier::node::NodeInfo;
 use proxier::provider::Provider;
-use proxier::{iptables, nftables};
+use proxier::{iptables, ipvs, nftables};
 
 use crate::oneshot::{resolve_node, RenderRequest};
 
@@ -156,12 +157,11 @@ pub fn apply_with(req: &RenderRequest, options: &KernelOptions) -> Result<ApplyR
         .or_else(|| node.ips.first().map(IpFamily::of))
         .unwrap_or(IpFamily::V4);
     let mode = req.config.mode;
-    if mode == Mode::Ipvs {
-        return Err(ApplyError::Unsupported(
-            "mode ipvs has no kernel backend yet (IPVS, ipset and address handling are not implemented)".into(),
-        ));
-    }
     let mut host = HostKernel::new(options.clone()).map_err(kernel("opening the kernel"))?;
+    if mode == Mode::Ipvs {
+        // Say plainly what is missing before anything is written.
+        host.ipvs.probe().map_err(kernel("checking for IPVS"))?;
+    }
     host.take_writes();
     let sync_start = wall_clock_now();
     let (full, services, endpoints) = match mode {
@@ -198,7 +198,31 @@ pub fn apply_with(req: &RenderRequest, options: &KernelOptions) -> Result<ApplyR
                 .map_err(kernel("syncing rules"))?;
             (stats.full, stats.services, stats.endpoints)
         }
-        Mode::Ipvs => unreachable!("refused above"),
+        Mode::Ipvs => {
+            let opts = ipvs::Options::from_config(&req.config, family, &node);
+            let mut p = ipvs::Proxier::new(family, node.clone(), opts, &mut host, Timestamp::ZERO)
+                .map_err(kernel("starting the ipvs proxier"))?;
+            if let Some(e) = p.last_stats().warnings.first() {
+                return Err(kernel("setting IPVS timeouts")(e.clone()));
+            }
+            for svc in &req.manifests.services {
+                p.on_service(&svc.name, Some(svc));
+            }
+            for slice in &req.manifests.endpoint_slices {
+                p.on_endpoint_slice(&slice.name, Some(slice));
+            }
+            p.on_services_synced();
+            p.on_endpoint_slices_synced();
+            let stats = p
+                .sync(Timestamp::ZERO, &mut host)
+                .map_err(kernel("syncing rules"))?;
+            // Upstream logs a refused virtual server or set entry and goes
+            // on; a one-shot apply reports it as the failure it is.
+            if let Some(e) = stats.warnings.first() {
+                return Err(kernel("syncing IPVS state")(e.clone()));
+            }
+            (true, stats.services, stats.endpoints)
+        }
     };
     let sync_time = sync_start.elapsed();
     Ok(ApplyReport {
@@ -231,11 +255,10 @@ pub struct CleanupOutcome {
     /// The iptables variant cleaned, and why (when iptables was cleaned).
     pub iptables: Option<Detection>,
     pub report: CleanupReport,
-    /// Parts of upstream's cleanup the kernel backend cannot do yet.
+    /// Parts of upstream's cleanup that could not run here (IPVS on a
+    /// kernel without it).
     pub not_done: Vec<String>,
 }
-
-const IPVS_NOT_DONE: &str = "IPVS leftovers (virtual servers, ipsets, the kube-ipvs0 device and IPVS-mode chains) are not cleaned: the kernel backend has no IPVS yet";
 
 /// Upstream's `kube-proxy --cleanup` (for [`CleanupScope::All`]), or one
 /// mode's part of it, in `netns` (the caller's own namespace for `None`).
@@ -246,9 +269,7 @@ pub fn cleanup(scope: CleanupScope, netns: Option<&str>) -> Result<CleanupOutcom
         CleanupScope::All => (true, true, true),
         CleanupScope::Mode(Mode::Iptables) => (true, false, false),
         CleanupScope::Mode(Mode::Nftables) => (false, true, false),
-        CleanupScope::Mode(Mode::Ipvs) => {
-            return Err(ApplyError::Unsupported(IPVS_NOT_DONE.into()));
-        }
+        CleanupScope::Mode(Mode::Ipvs) => (false, false, true),
     };
     let mut host = HostKernel::new(KernelOptions {
         netns: netns.map(str::to_string),
@@ -264,13 +285,27 @@ pub fn cleanup(scope: CleanupScope, netns: Option<&str>) -> Result<CleanupOutcom
     if nft {
         kcleanup::nftables_leftovers(&mut host.nftables, &mut report);
     }
-    Ok(CleanupOutcome {
-        iptables: iptables.then(|| host.detection().clone()),
-        report,
-        not_done: if ipvs {
-            vec![IPVS_NOT_DONE.to_string()]
+    let mut not_done = Vec::new();
+    if ipvs {
+        // Upstream's IPVS CleanupLeftovers. Without IPVS in the kernel
+        // there are no virtual servers to flush; the rest still runs.
+        match host.ipvs.probe() {
+            Ok(()) => ipvs_cleanup::virtual_servers(&mut host.ipvs, &mut report),
+            Err(e) => not_done.push(format!("IPVS virtual servers: {}", e.message)),
+        }
+        ipvs_cleanup::dummy_device(&mut host.addresses, &mut report);
+        for family in [IpFamily::V4, IpFamily::V6] {
+            ipvs_cleanup::iptables(host.kernel_iptables(family), &mut report);
+        }
+        if proxier::kernel::exec::find_tool("ipset").is_some() {
+            ipvs_cleanup::ipsets(&mut host.ipset, &mut report);
         } else {
-            Vec::new()
-        },
+            not_done.push("ipsets: `ipset` is not installed (Debian package `ipset`)".into());
+        }
+    }
+    Ok(CleanupOutcome {
+        iptables: (iptables || ipvs).then(|| host.detection().clone()),
+        report,
+        not_done,
     })
 }

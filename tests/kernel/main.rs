@@ -12,4 +12,5 @@ mod cleanup;
 mod conntrack;
 mod detect;
 mod differential;
+mod ipvs_vm;
 mod support;
