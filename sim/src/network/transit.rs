@@ -115,61 +115,42 @@ impl Network {
     ) -> Result<Transit, NetError> {
         let name = self.graph[at].name.clone();
         hops.push(HopRecord::from_processed(&name, &p));
-        match p.delivery {
-            Delivery::Local => Ok(Transit {
-                hops,
-                end: End::Socket {
-                    host: at,
-                    pkt: p.packet,
-                },
-            }),
+        // Every kind of rejection sends its reply back the same way; only
+        // how the rejecter is named differs.
+        let (by, rule, reply) = match p.delivery {
+            Delivery::Local => {
+                return Ok(Transit {
+                    hops,
+                    end: End::Socket {
+                        host: at,
+                        pkt: p.packet,
+                    },
+                })
+            }
             Delivery::Out { iface, next_hop } => {
-                self.forward(at, iface, next_hop, p.packet, hops, t)
+                return self.forward(at, iface, next_hop, p.packet, hops, t)
             }
             Delivery::Dropped(reason) => {
                 let rule = match &reason {
                     DropReason::Rule(r) => Some(r.clone()),
                     _ => None,
                 };
-                Ok(dropped(hops, &name, reason.to_string(), rule))
+                return Ok(dropped(hops, &name, reason.to_string(), rule));
             }
-            Delivery::Rejected { by, reply } => {
-                let back = self.after_kernel(at, *reply, Vec::new(), t)?;
-                Ok(Transit {
-                    hops,
-                    end: End::Rejected {
-                        host: name,
-                        by: by.to_string(),
-                        rule: Some(by),
-                        reply: Box::new(back),
-                    },
-                })
-            }
-            Delivery::NftRejected { by, reply } => {
-                let back = self.after_kernel(at, *reply, Vec::new(), t)?;
-                Ok(Transit {
-                    hops,
-                    end: End::Rejected {
-                        host: name,
-                        by: by.to_string(),
-                        rule: None,
-                        reply: Box::new(back),
-                    },
-                })
-            }
-            Delivery::IcmpError { by, reply } => {
-                let back = self.after_kernel(at, *reply, Vec::new(), t)?;
-                Ok(Transit {
-                    hops,
-                    end: End::Rejected {
-                        host: name,
-                        by,
-                        rule: None,
-                        reply: Box::new(back),
-                    },
-                })
-            }
-        }
+            Delivery::Rejected { by, reply } => (by.to_string(), Some(by), reply),
+            Delivery::NftRejected { by, reply } => (by.to_string(), None, reply),
+            Delivery::IcmpError { by, reply } => (by, None, reply),
+        };
+        let back = self.after_kernel(at, *reply, Vec::new(), t)?;
+        Ok(Transit {
+            hops,
+            end: End::Rejected {
+                host: name,
+                by,
+                rule,
+                reply: Box::new(back),
+            },
+        })
     }
 
     /// The neighbour that takes a packet put on `iface` of `from` for
