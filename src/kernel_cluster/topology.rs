@@ -249,9 +249,15 @@ impl Topology {
         Ok(topo)
     }
 
-    /// A namespace with `eth0` (address/32, default route on-link) whose
-    /// peer `port` is a port of the fabric bridge.
-    fn attach(&self, port: &str, role: &str, addr: IpAddr) -> Result<OwnedNetns, ClusterError> {
+    /// A namespace named after `role` with `eth0` up at `addr/prefix`,
+    /// whose peer `port` is a port of the fabric bridge.
+    fn plug(
+        &self,
+        port: &str,
+        role: &str,
+        addr: IpAddr,
+        prefix: u8,
+    ) -> Result<OwnedNetns, ClusterError> {
         let ns = OwnedNetns::create_unique(&format!("kpd-{role}"))?;
         let f = self.fabric.name();
         ip(
@@ -271,9 +277,19 @@ impl Topology {
         )?;
         ip(f, &["link", "set", port, "master", "br0", "up"])?;
         let n = ns.name();
-        ip(n, &["addr", "add", &format!("{addr}/32"), "dev", "eth0"])?;
+        ip(
+            n,
+            &["addr", "add", &format!("{addr}/{prefix}"), "dev", "eth0"],
+        )?;
         ip(n, &["link", "set", "eth0", "up"])?;
-        ip(n, &["route", "add", "default", "dev", "eth0"])?;
+        Ok(ns)
+    }
+
+    /// A namespace with `eth0` (address/32, default route on-link) whose
+    /// peer `port` is a port of the fabric bridge.
+    fn attach(&self, port: &str, role: &str, addr: IpAddr) -> Result<OwnedNetns, ClusterError> {
+        let ns = self.plug(port, role, addr, 32)?;
+        ip(ns.name(), &["route", "add", "default", "dev", "eth0"])?;
         Ok(ns)
     }
 
@@ -285,27 +301,8 @@ impl Topology {
         cidr: IpNet,
     ) -> Result<(), ClusterError> {
         let port = format!("n{i}");
-        let ns = OwnedNetns::create_unique(&format!("kpd-{name}"))?;
-        let f = self.fabric.name();
-        ip(
-            f,
-            &[
-                "link",
-                "add",
-                &port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                ns.name(),
-            ],
-        )?;
-        ip(f, &["link", "set", &port, "master", "br0", "up"])?;
+        let ns = self.plug(&port, name, addr, 24)?;
         let n = ns.name();
-        ip(n, &["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
-        ip(n, &["link", "set", "eth0", "up"])?;
         ip(
             n,
             &[
