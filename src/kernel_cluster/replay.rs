@@ -28,7 +28,6 @@ use proxier::config::{duration, Config, Mode};
 use proxier::dataplane::Kernel;
 use proxier::k8s::{self, IpFamily, NamespacedName, Protocol};
 use proxier::kernel::{HostKernel, IptablesVariant, KernelOptions, RestoreStrategy};
-use proxier::node::NodeInfo;
 
 use super::probe::{Clients, Probe};
 use super::topology::Topology;
@@ -191,21 +190,8 @@ pub fn replay(
 }
 
 impl Replay<'_> {
-    fn node_info(&self, name: &str) -> NodeInfo {
-        let n = self
-            .plan
-            .nodes
-            .iter()
-            .find(|n| n.name == name)
-            .expect("planned node");
-        let mut info = NodeInfo::new(&n.name, vec![n.ip]);
-        info.labels = n.labels.clone();
-        info.pod_cidrs = vec![n.pod_cidr];
-        info
-    }
-
     fn start_kube_proxy(&mut self, node: &str) -> Result<(), ClusterError> {
-        let info = self.node_info(node);
+        let info = self.plan.node_info(node);
         let family = IpFamily::of(&info.ips[0]);
         let netns = self
             .topo

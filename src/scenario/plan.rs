@@ -13,6 +13,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use proxier::config::{self, Config, Mode};
+use proxier::node::NodeInfo;
 use proxier::k8s::{self, EndpointSlice, NamespacedName, Protocol, Service, ServiceType};
 
 use super::spec::{self, PodPortSpec, Scenario};
@@ -61,6 +62,23 @@ pub struct Pod {
     pub labels: BTreeMap<String, String>,
     pub ports: Vec<PodPort>,
     pub ready: bool,
+}
+
+impl Plan {
+    /// What the proxier on node `name` knows of its node: name, address,
+    /// labels and pod CIDR. Panics if the plan has no such node (callers
+    /// name planned nodes only).
+    pub fn node_info(&self, name: &str) -> NodeInfo {
+        let n = self
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .expect("planned node");
+        let mut info = NodeInfo::new(&n.name, vec![n.ip]);
+        info.labels = n.labels.clone();
+        info.pod_cidrs = vec![n.pod_cidr];
+        info
+    }
 }
 
 impl Pod {

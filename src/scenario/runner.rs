@@ -197,16 +197,7 @@ impl<'p> World<'p> {
     }
 
     pub(super) fn node_info(&self, name: &str) -> NodeInfo {
-        let n = self
-            .plan
-            .nodes
-            .iter()
-            .find(|n| n.name == name)
-            .expect("planned node");
-        let mut info = NodeInfo::new(&n.name, vec![n.ip]);
-        info.labels = n.labels.clone();
-        info.pod_cidrs = vec![n.pod_cidr];
-        info
+        self.plan.node_info(name)
     }
 
     fn start_kube_proxy(&mut self, node: &str) -> Result<()> {
