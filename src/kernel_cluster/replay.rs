@@ -349,18 +349,7 @@ impl Replay<'_> {
             }
             self.deliver(events);
         } else if let Some(p) = &step.pod {
-            let name = NamespacedName::new(&p.namespace, &p.name);
-            let events = self.api.set_pod(&name, |s| {
-                if let Some(r) = p.ready {
-                    s.ready = r;
-                }
-                if let Some(t) = p.terminating {
-                    s.terminating = t;
-                }
-                if let Some(d) = p.deleted {
-                    s.deleted = d;
-                }
-            });
+            let events = self.api.change_pod(p);
             if p.deleted == Some(true) && self.topo.has_pod(&p.name) {
                 self.topo.delete_pod(&p.name)?;
             }

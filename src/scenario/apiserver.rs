@@ -12,6 +12,7 @@ use proxier::k8s::{EndpointSlice, NamespacedName, Service};
 
 use super::controller::{derive_slice, PodState};
 use super::plan::{Node, Plan, Pod};
+use super::spec::PodChangeSpec;
 
 /// A watch event: the object's new state, or `None` when deleted.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +178,23 @@ impl ApiServer {
             change(state);
         }
         self.republish()
+    }
+
+    /// Applies a scenario step's pod change: the states it names are set,
+    /// the others kept.
+    pub fn change_pod(&mut self, change: &PodChangeSpec) -> Vec<Event> {
+        let name = NamespacedName::new(&change.namespace, &change.name);
+        self.set_pod(&name, |s| {
+            if let Some(r) = change.ready {
+                s.ready = r;
+            }
+            if let Some(t) = change.terminating {
+                s.terminating = t;
+            }
+            if let Some(d) = change.deleted {
+                s.deleted = d;
+            }
+        })
     }
 }
 

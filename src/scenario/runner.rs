@@ -327,18 +327,7 @@ impl<'p> World<'p> {
             return Ok((format!("delete {} object(s)", refs.len()), None));
         }
         if let Some(p) = &step.pod {
-            let name = NamespacedName::new(&p.namespace, &p.name);
-            let events = self.api.set_pod(&name, |s| {
-                if let Some(r) = p.ready {
-                    s.ready = r;
-                }
-                if let Some(t) = p.terminating {
-                    s.terminating = t;
-                }
-                if let Some(d) = p.deleted {
-                    s.deleted = d;
-                }
-            });
+            let events = self.api.change_pod(p);
             if p.deleted == Some(true) && self.net.host(&p.name).is_some() {
                 // The containers are gone: nothing answers at that address.
                 self.net.remove_host(&p.name)?;
