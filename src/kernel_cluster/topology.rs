@@ -221,11 +221,7 @@ impl Topology {
             );
         }
         for (i, lb) in plan.load_balancers.iter().enumerate() {
-            let svc = plan
-                .services
-                .iter()
-                .find(|s| s.name == lb.service)
-                .expect("the planner checked the service exists");
+            let svc = plan.service_of(lb);
             let ports = svc
                 .ports
                 .iter()

@@ -13,8 +13,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use proxier::config::{self, Config, Mode};
-use proxier::node::NodeInfo;
 use proxier::k8s::{self, EndpointSlice, NamespacedName, Protocol, Service, ServiceType};
+use proxier::node::NodeInfo;
 
 use super::spec::{self, PodPortSpec, Scenario};
 
@@ -65,6 +65,14 @@ pub struct Pod {
 }
 
 impl Plan {
+    /// The Service a load balancer fronts (the planner checked it exists).
+    pub fn service_of(&self, lb: &LoadBalancer) -> &Service {
+        self.services
+            .iter()
+            .find(|s| s.name == lb.service)
+            .expect("the planner checked the service exists")
+    }
+
     /// What the proxier on node `name` knows of its node: name, address,
     /// labels and pod CIDR. Panics if the plan has no such node (callers
     /// name planned nodes only).

@@ -151,11 +151,7 @@ impl<'p> World<'p> {
                 }
             };
             net.add_load_balancer(&lb.name, lb.ip, lb_mode)?;
-            let svc = plan
-                .services
-                .iter()
-                .find(|s| s.name == lb.service)
-                .expect("the planner checked the service exists");
+            let svc = plan.service_of(lb);
             for p in &svc.ports {
                 let proto = match p.protocol {
                     Protocol::Tcp => SimProtocol::Tcp,

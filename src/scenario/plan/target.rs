@@ -30,11 +30,7 @@ pub fn resolve_target(plan: &Plan, to: &str) -> Result<SocketAddr, String> {
         return port.map(|p| SocketAddr::new(n.ip, p)).ok_or_else(need);
     }
     if let Some(lb) = plan.load_balancers.iter().find(|l| l.name == host) {
-        let svc = plan
-            .services
-            .iter()
-            .find(|s| s.name == lb.service)
-            .expect("planned");
+        let svc = plan.service_of(lb);
         let port = port
             .or_else(|| svc.ports.first().map(|p| p.port))
             .ok_or_else(need)?;
