@@ -41,7 +41,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use proxier::config::Mode;
+use proxier::config::{duration, Mode};
 use proxier::k8s::{self, ClusterIp, Service, SessionAffinity};
 use proxier::kernel::IptablesVariant;
 
@@ -149,18 +149,57 @@ impl Comparison {
     }
 }
 
-/// Why the harness cannot run this plan in this mode, if it cannot.
+/// Why the harness cannot run this plan in this mode, if it cannot (with
+/// the default real-time budget).
 pub fn unsupported(plan: &Plan, mode: Mode) -> Option<String> {
+    unsupported_within(
+        plan,
+        &DiffOptions {
+            mode,
+            ..DiffOptions::default()
+        },
+    )
+}
+
+/// The number of steps the kernel replay reaches within `opts`' real-time
+/// budget: it stops before the first `advance` longer than `max_advance`
+/// or past `max_sleep` in all (what [`super::replay`] does).
+pub fn steps_reached(plan: &Plan, opts: &DiffOptions) -> usize {
+    let mut slept = Duration::ZERO;
+    for (i, s) in plan.steps.iter().enumerate() {
+        if !step_runs_in(s, opts.mode) {
+            continue;
+        }
+        let Some(d) = s.advance.as_deref().and_then(|a| duration::parse(a).ok()) else {
+            continue;
+        };
+        if d > opts.max_advance || slept + d > opts.max_sleep {
+            return i;
+        }
+        slept += d;
+    }
+    plan.steps.len()
+}
+
+/// Why the harness cannot run this plan in `opts.mode`, if it cannot. IPVS
+/// mode needs a kernel with IPVS (its generic-netlink family, looked up
+/// now); only the steps the replay reaches within the real-time budget
+/// ([`steps_reached`]) are checked.
+pub fn unsupported_within(plan: &Plan, opts: &DiffOptions) -> Option<String> {
+    let mode = opts.mode;
     if mode == Mode::Ipvs {
-        return Some(
-            "IPVS mode: this kernel has no IPVS (CONFIG_IP_VS unset); it needs the VM harness"
-                .into(),
-        );
+        let probe = proxier::kernel::KernelIpvs::new(None, Default::default()).probe();
+        if let Err(e) = probe {
+            return Some(format!(
+                "IPVS mode: this kernel has no IPVS ({e}); it needs the VM harness"
+            ));
+        }
     }
     if let Some(why) = topology::unsupported(plan) {
         return Some(why);
     }
-    plan.steps.iter().enumerate().find_map(|(i, s)| {
+    let reached = steps_reached(plan, opts);
+    plan.steps[..reached].iter().enumerate().find_map(|(i, s)| {
         let t = s.traffic.as_ref().filter(|_| step_runs_in(s, mode))?;
         if t.source_port.is_some() {
             return Some(format!(
@@ -272,7 +311,7 @@ pub fn differential_pair(
     kernel_plan: &Plan,
     opts: &DiffOptions,
 ) -> Result<Comparison, ClusterError> {
-    if let Some(why) = unsupported(plan, opts.mode) {
+    if let Some(why) = unsupported_within(plan, opts) {
         return Err(ClusterError::Unsupported(why));
     }
     let sim = run_sim(plan, opts.mode)?;
@@ -286,7 +325,10 @@ pub fn differential_pair(
     let mut wanted = BTreeMap::new();
     for (i, step) in plan.steps.iter().enumerate() {
         let Some(t) = &step.traffic else { continue };
-        let target = resolve_target(plan, &t.to).expect("checked by unsupported()");
+        // Steps past the replay's reach are not checked (nor compared).
+        let Ok(target) = resolve_target(plan, &t.to) else {
+            continue;
+        };
         let Some(reach) = traffic_of(&twin, i + 1) else {
             continue;
         };
@@ -392,6 +434,33 @@ mod tests {
     fn what_the_harness_cannot_run_says_why() {
         let plan = shipped("clusterip");
         assert_eq!(unsupported(&plan, Mode::Iptables), None);
-        assert!(unsupported(&plan, Mode::Ipvs).unwrap().contains("no IPVS"));
+        // IPVS is looked up at run time: refused only where it is missing.
+        let has_ipvs = proxier::kernel::KernelIpvs::new(None, Default::default())
+            .probe()
+            .is_ok();
+        match unsupported(&plan, Mode::Ipvs) {
+            Some(why) => assert!(!has_ipvs && why.contains("no IPVS"), "{why}"),
+            None => assert!(has_ipvs),
+        }
+        // Fixed client ports are refused only where the replay gets to them.
+        let schedulers = shipped("ipvs-schedulers");
+        let reached = steps_reached(&schedulers, &DiffOptions::default());
+        assert!(reached < schedulers.steps.len());
+        assert!(schedulers.steps[reached..]
+            .iter()
+            .any(|s| s.traffic.as_ref().is_some_and(|t| t.source_port.is_some())));
+        let opts = DiffOptions {
+            mode: Mode::Iptables,
+            ..DiffOptions::default()
+        };
+        assert_eq!(unsupported_within(&schedulers, &opts), None);
+        let patient = DiffOptions {
+            max_advance: Duration::from_secs(600),
+            max_sleep: Duration::from_secs(3600),
+            ..opts
+        };
+        assert!(unsupported_within(&schedulers, &patient)
+            .unwrap()
+            .contains("sourcePort"));
     }
 }

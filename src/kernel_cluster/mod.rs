@@ -23,7 +23,8 @@
 //! - [`compare`] — one case: the simulator (twice: the scenario, and a
 //!   twin that shows what each step can reach) and the kernel replay;
 //!   [`verdict`] compares them step by step, every difference a
-//!   [`Disagreement`]; [`cases`] runs many cases on worker threads.
+//!   [`Disagreement`]; [`cases`] runs many cases on worker threads;
+//!   [`ipvs_state`] reads a node's IPVS table for `realServers`.
 //!
 //! **Invariant:** everything is created inside namespaces this process made
 //! (uniquely named, deleted on drop, also on panic); the caller's own
@@ -33,6 +34,7 @@
 
 pub mod cases;
 pub mod compare;
+pub mod ipvs_state;
 pub mod probe;
 pub mod replay;
 pub mod servers;

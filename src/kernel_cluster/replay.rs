@@ -173,6 +173,13 @@ pub fn replay(
                 out.checks
                     .push(("open connections still work".into(), r.clients.open_alive()));
             }
+            if let Some(rs) = &e.real_servers {
+                let (_, kernel) = r.proxies.get_mut(&rs.node).ok_or_else(|| {
+                    ClusterError::Unsupported(format!("IPVS of unknown node {}", rs.node))
+                })?;
+                out.checks
+                    .push(super::ipvs_state::real_servers(plan, rs, kernel.ipvs())?);
+            }
             if let Some(counts) = &e.conntrack_entries {
                 for node in counts.keys() {
                     out.checks.push((

@@ -134,6 +134,11 @@ fn proto_name(p: Protocol) -> &'static str {
     }
 }
 
+/// The MAC of node number `i`'s `eth0` (fixed, so balancers can know it).
+fn node_mac(i: usize) -> String {
+    format!("02:6b:70:00:{:02x}:{:02x}", (i >> 8) & 0xff, i & 0xff)
+}
+
 /// The first address of a pod CIDR: the gateway pods route through.
 pub fn gateway_of(cidr: &IpNet) -> IpAddr {
     match cidr.network() {
@@ -240,6 +245,27 @@ impl Topology {
                 kind,
                 ports,
             });
+            // The balancer's only address is its VIP, so its ARP requests
+            // for a node would say "tell VIP"; in IPVS mode every node
+            // holds that VIP on `kube-ipvs0` and ignores an ARP request
+            // from its own address (a martian source). A cloud balancer
+            // reaches the nodes by other means: here it knows their MACs.
+            for (j, n) in topo.nodes.iter().enumerate() {
+                ip(
+                    topo.lbs[topo.lbs.len() - 1].ns.name(),
+                    &[
+                        "neigh",
+                        "replace",
+                        &n.ip.to_string(),
+                        "lladdr",
+                        &node_mac(j),
+                        "dev",
+                        "eth0",
+                        "nud",
+                        "permanent",
+                    ],
+                )?;
+            }
             topo.setup_lb(topo.lbs.len() - 1)?;
         }
         Ok(topo)
@@ -299,6 +325,7 @@ impl Topology {
         let port = format!("n{i}");
         let ns = self.plug(&port, name, addr, 24)?;
         let n = ns.name();
+        ip(n, &["link", "set", "eth0", "address", &node_mac(i)])?;
         ip(
             n,
             &[
@@ -328,6 +355,18 @@ impl Topology {
                 ("net/ipv4/icmp_ratelimit", 0),
                 ("net/ipv4/icmp_msgs_per_sec", 100_000),
                 ("net/ipv4/icmp_msgs_burst", 100_000),
+                // ARP only for and from eth0's own address. IPVS mode binds
+                // every Service address to `kube-ipvs0`; with the defaults
+                // a node answers the fabric's ARP for a balancer's VIP or
+                // an external IP, and its own ARP requests for a client it
+                // answers through IPVS say "VIP is at my MAC", so the
+                // client sends everything for the VIP to that node. The
+                // fabric puts clients and balancers on the nodes' link,
+                // which a cloud does not; in the simulator (and a cloud)
+                // an address reaches the host that owns it. (kube-proxy
+                // sets these itself with `ipvs.strictARP`.)
+                ("net/ipv4/conf/all/arp_ignore", 1),
+                ("net/ipv4/conf/all/arp_announce", 2),
             ],
         )?;
         self.nodes.push(NodeNs {
