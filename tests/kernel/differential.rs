@@ -55,7 +55,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 /// Prints each case's summary and what the cases exercised; returns the
 /// failures' texts and how many cases ran.
-fn report(results: &[CaseResult]) -> (Vec<String>, usize) {
+pub(crate) fn report(results: &[CaseResult]) -> (Vec<String>, usize) {
     let mut failures = Vec::new();
     let mut ran = 0;
     let mut coverage: BTreeMap<&str, usize> = BTreeMap::new();

@@ -46,7 +46,7 @@ const HOST_TOOLS: &[(&str, &str)] = &[
 ];
 
 /// Boot timeout in seconds (a run takes well under a minute).
-const VM_TIMEOUT: &str = "150";
+const VM_TIMEOUT: u32 = 150;
 
 fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kpsim-vm")
@@ -87,23 +87,63 @@ fn guest_script() -> String {
         .to_string()
 }
 
-#[test]
-fn ipvs_in_a_vm() {
-    if let Some(why) = missing() {
-        println!("skipping kernel test ipvs_in_a_vm: {why}");
-        return;
+/// Held while a VM runs (see [`boot`]).
+static VM_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// What one VM run printed on its serial console.
+pub struct VmRun {
+    pub console: String,
+    pub stderr: String,
+    pub kernel: String,
+    pub elapsed: std::time::Duration,
+}
+
+impl VmRun {
+    /// The guest's exit code (`KPSIM-VM-EXIT=<rc>`), if it got that far.
+    pub fn exit_code(&self) -> Option<&str> {
+        self.console
+            .lines()
+            .find_map(|l| l.strip_prefix("KPSIM-VM-EXIT="))
+            .map(str::trim)
     }
+
+    /// The guest exited 0 and every module loaded.
+    pub fn passed(&self) -> bool {
+        self.exit_code() == Some("0") && !self.console.contains("KPSIM-VM-INSMOD-FAILED")
+    }
+}
+
+/// Boots the VM with this test binary, `kpsim`, `dirs` (`(directory,
+/// NAME)`, packed as `/NAME`) and `/run-guest` = `guest_script`; `None`
+/// (after one line saying why) when it cannot run here. `timeout` is in
+/// seconds; `memory` in MiB; `cpus` virtual CPUs (TCG runs one host thread
+/// each).
+pub fn boot(
+    test: &str,
+    guest_script: &str,
+    dirs: &[(&Path, &str)],
+    timeout: u32,
+    memory: u32,
+    cpus: u32,
+) -> Option<VmRun> {
+    if let Some(why) = missing() {
+        println!("skipping kernel test {test}: {why}");
+        return None;
+    }
+    // One VM at a time: two TCG guests on a small machine would each run
+    // at half speed, and the cases' timeouts are real time.
+    let _one_vm = VM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let cache = cache_dir();
     let kernel = match image::kernel(&cache) {
         Ok(k) => k,
         Err(e) => {
             // No apt sources or no network: say so and skip.
-            println!("skipping kernel test ipvs_in_a_vm: cannot fetch the VM kernel ({e})");
-            return;
+            println!("skipping kernel test {test}: cannot fetch the VM kernel ({e})");
+            return None;
         }
     };
     let base = image::base_initramfs(&cache, &kernel).expect("building the base initramfs");
-    let run_dir = cache.join(format!("run-{}", std::process::id()));
+    let run_dir = cache.join(format!("run-{}-{test}", std::process::id()));
     // The running binary itself, even if a rebuild replaced its file.
     // (`/proc/PID/exe`, not `/proc/self/exe`: the tools that read it are
     // other processes.)
@@ -112,8 +152,8 @@ fn ipvs_in_a_vm() {
         &run_dir,
         &test_binary,
         Path::new(env!("CARGO_BIN_EXE_kpsim")),
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests"),
-        &guest_script(),
+        dirs,
+        guest_script,
     )
     .expect("packing the binaries under test");
     let initrd = run_dir.join("initrd");
@@ -123,11 +163,12 @@ fn ipvs_in_a_vm() {
     joined.resize(joined.len().next_multiple_of(512), 0);
     joined.extend(std::fs::read(&extra).expect("reading the extra archive"));
     std::fs::write(&initrd, joined).expect("writing the initrd");
-    let (console, elapsed) = kpsim::kernel_apply::timed(|| {
+    let (out, elapsed) = kpsim::kernel_apply::timed(|| {
         Command::new("timeout")
-            .arg(VM_TIMEOUT)
+            .arg(timeout.to_string())
             .arg("qemu-system-x86_64")
-            .args(["-accel", "tcg", "-m", "1024", "-nographic", "-nodefaults"])
+            .args(["-accel", "tcg", "-nographic", "-nodefaults"])
+            .args(["-m", &memory.to_string(), "-smp", &cpus.to_string()])
             .args(["-serial", "stdio", "-no-reboot"])
             .arg("-kernel")
             .arg(kernel.vmlinuz())
@@ -139,23 +180,41 @@ fn ipvs_in_a_vm() {
             .expect("starting qemu")
     });
     let _ = std::fs::remove_dir_all(&run_dir);
-    let text = String::from_utf8_lossy(&console.stdout).replace('\r', "");
-    for line in text.lines().filter(|l| l.starts_with("KPSIM-VM")) {
+    Some(VmRun {
+        console: String::from_utf8_lossy(&out.stdout).replace('\r', ""),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        kernel: kernel.version,
+        elapsed,
+    })
+}
+
+#[test]
+fn ipvs_in_a_vm() {
+    let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests");
+    let Some(run) = boot(
+        "ipvs_in_a_vm",
+        &guest_script(),
+        &[(&manifests, "manifests")],
+        VM_TIMEOUT,
+        1024,
+        1,
+    ) else {
+        return;
+    };
+    for line in run.console.lines().filter(|l| l.starts_with("KPSIM-VM")) {
         println!("{line}");
     }
     println!(
         "ipvs vm: kernel {}, {:.1} s from boot to power-off",
-        kernel.version,
-        elapsed.as_secs_f64()
+        run.kernel,
+        run.elapsed.as_secs_f64()
     );
-    let rc = text
-        .lines()
-        .find_map(|l| l.strip_prefix("KPSIM-VM-EXIT="))
-        .map(str::trim);
     assert!(
-        rc == Some("0") && !text.contains("KPSIM-VM-INSMOD-FAILED"),
-        "the IPVS checks in the VM failed (exit {rc:?}); console:\n{text}\n{}",
-        String::from_utf8_lossy(&console.stderr)
+        run.passed(),
+        "the IPVS checks in the VM failed (exit {:?}); console:\n{}\n{}",
+        run.exit_code(),
+        run.console,
+        run.stderr
     );
 }
 

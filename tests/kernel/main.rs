@@ -13,4 +13,5 @@ mod conntrack;
 mod detect;
 mod differential;
 mod ipvs_vm;
+mod ipvs_vm_diff;
 mod support;

@@ -2,13 +2,14 @@
 //! `../shared/notes/ipvs-in-a-vm.md`: Debian's cloud kernel (fetched with
 //! `apt-get download`, unpacked with `dpkg -x`, `depmod -b`), and a base
 //! initramfs holding busybox-static, iproute2's `ip`, `ipvsadm`, `ipset`,
-//! `iptables-legacy` (with its extensions), their shared libraries, the
-//! kernel modules the guest needs in dependency order, and an `/init`.
+//! `iptables-legacy` (with its extensions), `xtables-nft-multi` and `nft`
+//! (for the differential harness), their shared libraries, the kernel
+//! modules the guests need in dependency order, and an `/init`.
 //! Both are cached under `target/kpsim-vm/` (a `.done` stamp marks a
 //! finished piece), so only the first run downloads and packs.
 //!
 //! Per run, [`extra_archive`] packs the binaries under test (debug info
-//! stripped) and the manifests into a second, uncompressed cpio archive
+//! stripped) and data directories (manifests, scenarios) into a second, uncompressed cpio archive
 //! that is appended to the base one; the kernel unpacks both.
 //!
 //! Errors are `String`s saying which step failed and what the tool said.
@@ -60,10 +61,33 @@ pub const MODULES: &[&str] = &[
     "ip_set_hash_ipportip",
     "ip_set_hash_ipportnet",
     "ip_set_bitmap_port",
+    // The differential harness's cluster (`kpsim::kernel_cluster`): the
+    // fabric bridge, `nft` for balancers and node failures, iptables-nft
+    // for the generated cases' nft variant. (Not `br_netfilter`: with it,
+    // 6.1 skips the fabric's bridge-family forward chain at priority 0, so
+    // a "down" node kept answering.)
+    "bridge",
+    "nf_tables",
+    "nft_compat",
+    "nft_chain_nat",
+    "nft_nat",
+    "nft_masq",
+    "nft_ct",
+    "nft_numgen",
+    "nft_reject",
+    "nft_reject_ipv4",
+    "nft_reject_ipv6",
+    "nft_reject_inet",
+    "nft_meta_bridge",
+    "nfnetlink_acct",
+    "xt_tcpudp",
+    "xt_multiport",
+    "xt_statistic",
+    "xt_nat",
 ];
 
 /// Bumped whenever what goes into the base image changes (its cache name).
-const BASE_REVISION: u32 = 2;
+const BASE_REVISION: u32 = 4;
 
 /// Binaries copied into the base image, with their `ldd` libraries.
 const BINARIES: &[&str] = &[
@@ -71,6 +95,11 @@ const BINARIES: &[&str] = &[
     "/usr/sbin/ipvsadm",
     "/usr/sbin/ipset",
     "/usr/sbin/xtables-legacy-multi",
+    // Only the differential job links `iptables-nft*` to it (see
+    // `ipvs_vm_diff`): without the links, kpsim's detection finds legacy
+    // only, which the apply checks rely on.
+    "/usr/sbin/xtables-nft-multi",
+    "/usr/sbin/nft",
 ];
 
 const XTABLES_DIR: &str = "/usr/lib/x86_64-linux-gnu/xtables";
@@ -342,18 +371,19 @@ pub fn base_initramfs(cache: &Path, kernel: &Kernel) -> Result<PathBuf, String> 
 }
 
 /// Packs this run's files into an uncompressed cpio archive: the test
-/// binary and kpsim (debug info stripped), their libraries, the manifests
+/// binary and kpsim (debug info stripped), their libraries, each of
+/// `dirs`' files under `/NAME` (`(directory, NAME)`: manifests, scenarios)
 /// and `/run-guest`.
 pub fn extra_archive(
     dir: &Path,
     test_binary: &Path,
     kpsim: &Path,
-    manifests: &Path,
+    dirs: &[(&Path, &str)],
     guest_script: &str,
 ) -> Result<PathBuf, String> {
     let root = dir.join("root");
     let _ = fs::remove_dir_all(&root);
-    fs::create_dir_all(root.join("manifests")).map_err(|e| e.to_string())?;
+    fs::create_dir_all(&root).map_err(|e| e.to_string())?;
     for (from, to) in [(test_binary, "kpsim-tests"), (kpsim, "kpsim")] {
         run(Command::new("objcopy")
             .arg("--strip-debug")
@@ -363,10 +393,15 @@ pub fn extra_archive(
             copy_in(&root, &l)?;
         }
     }
-    for e in fs::read_dir(manifests).map_err(|e| e.to_string())? {
-        let p = e.map_err(|e| e.to_string())?.path();
-        fs::copy(&p, root.join("manifests").join(p.file_name().unwrap()))
-            .map_err(|e| e.to_string())?;
+    for (from, name) in dirs {
+        fs::create_dir_all(root.join(name)).map_err(|e| e.to_string())?;
+        for e in fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))? {
+            let p = e.map_err(|e| e.to_string())?.path();
+            if p.is_file() {
+                fs::copy(&p, root.join(name).join(p.file_name().unwrap_or_default()))
+                    .map_err(|e| format!("copying {}: {e}", p.display()))?;
+            }
+        }
     }
     let script = root.join("run-guest");
     fs::write(&script, guest_script).map_err(|e| e.to_string())?;
