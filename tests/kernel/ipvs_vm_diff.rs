@@ -55,8 +55,13 @@ const DEFAULT_SHIPPED: &[&str] = &[
 /// Worker threads in the guest (cases mostly wait for timeouts).
 const GUEST_WORKERS: usize = 3;
 
-/// Seconds before the VM is killed.
-const VM_TIMEOUT: u32 = 900;
+/// Seconds before the VM is killed: room for the shipped scenarios (all
+/// of them take about 4.5 minutes) and about a minute per generated case
+/// (they take 12–120 s each, three at a time).
+fn vm_timeout(cases: u64) -> u32 {
+    let cases = u32::try_from(cases).unwrap_or(u32::MAX);
+    600_u32.saturating_add(cases.saturating_mul(60))
+}
 
 /// The guest's line before the job's output starts.
 const START: &str = "KPSIM-VM-DIFF-START";
@@ -101,7 +106,7 @@ fn ipvs_differential_in_a_vm() {
         "ipvs_differential_in_a_vm",
         &guest_script(cases, seed, &only, diff_mode()),
         &[(&scenarios, "scenarios")],
-        VM_TIMEOUT,
+        vm_timeout(cases),
         2048,
         2,
     ) else {
