@@ -2,17 +2,19 @@
 //!
 //! [`apply`] is [`crate::oneshot::render`] with the host (or a named network
 //! namespace) instead of a simulated node: it resolves the node the same way
-//! ([`resolve_node`]), builds the mode's proxier over a
-//! [`HostKernel`], delivers every object as kube-proxy's informers do at
-//! start-up, runs one full sync, and reports what was written and how long
-//! it took. [`cleanup`] is upstream's `kube-proxy --cleanup`.
+//! ([`resolve_node`]) and starts the same kube-proxy host
+//! ([`KubeProxy`]) over a [`HostKernel`]: the other modes' leftovers are
+//! removed as upstream's start-up does, every object is delivered as
+//! kube-proxy's informers do, one full sync runs, and the report says what
+//! was written and how long it took. [`cleanup`] is upstream's
+//! `kube-proxy --cleanup`.
 //!
-//! **Wall clock:** this is the one module that reads it, to say how long an
-//! apply took ([`wall_clock_now`]); nothing it measures feeds back into
-//! what is written.
+//! **Wall clock:** read here only to say how long an apply took
+//! ([`wall_clock_now`]); nothing it measures feeds back into what is
+//! written.
 //!
-//! **Error contract:** [`ApplyError`] says whether the input, the mode or
-//! the kernel was the problem; a kernel refusal keeps the
+//! **Error contract:** [`ApplyError`] says whether the input or the kernel
+//! was the problem; a kernel refusal keeps the
 //! [`DataplaneError`] (with the payload line, when the tool named one).
 
 use std::time::{Duration, Instant};
@@ -25,10 +27,9 @@ use proxier::kernel::cleanup::{self as kcleanup, CleanupReport};
 use proxier::kernel::ipvs::cleanup as ipvs_cleanup;
 use proxier::kernel::{Detection, HostKernel, KernelOptions, KernelWrite};
 use proxier::node::NodeInfo;
-use proxier::provider::Provider;
-use proxier::{iptables, ipvs, nftables};
 
-use crate::oneshot::{resolve_node, RenderRequest};
+use crate::oneshot::{family_for, resolve_node, service_cidrs, RenderRequest};
+use crate::scenario::kube_proxy::KubeProxy;
 
 /// Why an apply or cleanup did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -36,9 +37,6 @@ pub enum ApplyError {
     /// The manifests or flags do not say which node (see `resolve_node`).
     #[error("{0}")]
     Input(String),
-    /// The mode (or part of it) has no kernel backend yet.
-    #[error("{0}")]
-    Unsupported(String),
     /// The kernel (or a tool) refused or failed.
     #[error("{during}: {error}")]
     Kernel {
@@ -152,10 +150,7 @@ pub fn apply(req: &RenderRequest, netns: Option<&str>) -> Result<ApplyReport, Ap
 pub fn apply_with(req: &RenderRequest, options: &KernelOptions) -> Result<ApplyReport, ApplyError> {
     let start = wall_clock_now();
     let node = resolve_node(req).map_err(|e| ApplyError::Input(format!("{e:#}")))?;
-    let family = req
-        .family
-        .or_else(|| node.ips.first().map(IpFamily::of))
-        .unwrap_or(IpFamily::V4);
+    let family = family_for(req, &node);
     let mode = req.config.mode;
     let mut host = HostKernel::new(options.clone()).map_err(kernel("opening the kernel"))?;
     if mode == Mode::Ipvs {
@@ -164,66 +159,34 @@ pub fn apply_with(req: &RenderRequest, options: &KernelOptions) -> Result<ApplyR
     }
     host.take_writes();
     let sync_start = wall_clock_now();
-    let (full, services, endpoints) = match mode {
-        Mode::Iptables => {
-            let opts = iptables::Options::from_config(&req.config, family, &node);
-            let mut p = iptables::Proxier::new(family, node.clone(), opts, &mut host)
-                .map_err(kernel("starting the iptables proxier"))?;
-            for svc in &req.manifests.services {
-                p.on_service(&svc.name, Some(svc));
+    // The same kube-proxy host `kpsim rules` and the scenarios use:
+    // start-up cleanup of the other modes (upstream's `platformCleanup`),
+    // the mode's proxier, the informers' initial lists, the first sync.
+    let mut kp =
+        KubeProxy::new(&req.config, mode, family, node.clone(), &mut host).map_err(|e| {
+            match e.downcast::<DataplaneError>() {
+                Ok(e) => kernel("starting the proxier")(e),
+                Err(e) => ApplyError::Input(format!("{e:#}")),
             }
-            for slice in &req.manifests.endpoint_slices {
-                p.on_endpoint_slice(&slice.name, Some(slice));
-            }
-            p.on_services_synced();
-            p.on_endpoint_slices_synced();
-            let stats = p
-                .sync(Timestamp::ZERO, &mut host)
-                .map_err(kernel("syncing rules"))?;
-            (stats.full, stats.services, stats.endpoints)
-        }
-        Mode::Nftables => {
-            let opts = nftables::Options::from_config(&req.config, family, &node);
-            let mut p = nftables::Proxier::new(family, node.clone(), opts);
-            for svc in &req.manifests.services {
-                p.on_service(&svc.name, Some(svc));
-            }
-            for slice in &req.manifests.endpoint_slices {
-                p.on_endpoint_slice(&slice.name, Some(slice));
-            }
-            p.on_services_synced();
-            p.on_endpoint_slices_synced();
-            let stats = p
-                .sync(Timestamp::ZERO, &mut host)
-                .map_err(kernel("syncing rules"))?;
-            (stats.full, stats.services, stats.endpoints)
-        }
-        Mode::Ipvs => {
-            let opts = ipvs::Options::from_config(&req.config, family, &node);
-            let mut p = ipvs::Proxier::new(family, node.clone(), opts, &mut host, Timestamp::ZERO)
-                .map_err(kernel("starting the ipvs proxier"))?;
-            if let Some(e) = p.last_stats().warnings.first() {
-                return Err(kernel("setting IPVS timeouts")(e.clone()));
-            }
-            for svc in &req.manifests.services {
-                p.on_service(&svc.name, Some(svc));
-            }
-            for slice in &req.manifests.endpoint_slices {
-                p.on_endpoint_slice(&slice.name, Some(slice));
-            }
-            p.on_services_synced();
-            p.on_endpoint_slices_synced();
-            let stats = p
-                .sync(Timestamp::ZERO, &mut host)
-                .map_err(kernel("syncing rules"))?;
-            // Upstream logs a refused virtual server or set entry and goes
-            // on; a one-shot apply reports it as the failure it is.
-            if let Some(e) = stats.warnings.first() {
-                return Err(kernel("syncing IPVS state")(e.clone()));
-            }
-            (true, stats.services, stats.endpoints)
-        }
+        })?;
+    kp.start(
+        &req.manifests.services,
+        &req.manifests.endpoint_slices,
+        &service_cidrs(&req.manifests),
+        Timestamp::ZERO,
+        &mut host,
+    );
+    let summary = match kp.syncs.last().map(|r| r.summary.clone()) {
+        Some(Ok(summary)) => summary,
+        Some(Err(e)) => return Err(kernel("syncing rules")(e)),
+        None => return Err(ApplyError::Input("the proxier did not sync".into())),
     };
+    // Upstream logs what a sync tolerated (a refused virtual server or set
+    // entry) and goes on; a one-shot apply reports it as the failure it is.
+    if let Some(e) = summary.warnings.first() {
+        return Err(kernel("syncing rules")(e.clone()));
+    }
+    let (full, services, endpoints) = (summary.full, summary.services, summary.endpoints);
     let sync_time = sync_start.elapsed();
     Ok(ApplyReport {
         mode,

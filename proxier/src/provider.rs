@@ -23,6 +23,9 @@ pub struct SyncSummary {
     pub endpoints: usize,
     /// Rules (or rule lines) written to the kernel by this sync.
     pub rules_written: usize,
+    /// What failed without stopping the sync (upstream logs these; IPVS
+    /// mode's refused virtual servers or set entries, for instance).
+    pub warnings: Vec<DataplaneError>,
 }
 
 pub trait Provider {

@@ -19,7 +19,7 @@ use anyhow::Result;
 use ipnet::IpNet;
 use proxier::clock::Timestamp;
 use proxier::config::{Config, Mode};
-use proxier::dataplane::Kernel;
+use proxier::dataplane::{DataplaneError, Kernel};
 use proxier::iptables::{self, FULL_SYNC_PERIOD};
 use proxier::k8s::{EndpointSlice, IpFamily, NamespacedName, Service};
 use proxier::kernel::cleanup::{self as kcleanup, CleanupReport};
@@ -35,7 +35,7 @@ const BURST_SYNCS: u32 = 2;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncRecord {
     pub at: Timestamp,
-    pub summary: Result<SyncSummary, String>,
+    pub summary: Result<SyncSummary, DataplaneError>,
 }
 
 pub struct KubeProxy {
@@ -62,7 +62,7 @@ fn platform_cleanup(mode: Mode, kernel: &mut dyn Kernel) -> CleanupReport {
             }
         }
         Mode::Iptables | Mode::Ipvs => {
-            kcleanup::nftables_leftovers_via(kernel.nftables(), &mut report);
+            kcleanup::nftables_leftovers(kernel.nftables(), &mut report);
         }
     }
     report
@@ -170,7 +170,7 @@ impl KubeProxy {
         }
         self.syncs.push(SyncRecord {
             at: now,
-            summary: result.map_err(|e| e.to_string()),
+            summary: result,
         });
     }
 

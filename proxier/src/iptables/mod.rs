@@ -502,6 +502,7 @@ impl crate::provider::Provider for Proxier {
             services: stats.services,
             endpoints: stats.endpoints,
             rules_written: stats.filter_rules + stats.nat_rules_written,
+            ..Default::default()
         })
     }
 }

@@ -147,6 +147,9 @@ pub struct Proxier {
     initial_sync: bool,
     last_payload: String,
     last_stats: SyncStats,
+    /// What `new` tolerated (refused IPVS timeouts), reported with the
+    /// first sync's warnings.
+    startup_warnings: Vec<DataplaneError>,
 }
 
 /// Upstream's `proxyutil.EnsureSysctl`.
@@ -206,10 +209,8 @@ impl Proxier {
             graceful: GracefulTermination::new(now),
             initial_sync: true,
             last_payload: String::new(),
-            last_stats: SyncStats {
-                warnings,
-                ..SyncStats::default()
-            },
+            last_stats: SyncStats::default(),
+            startup_warnings: warnings,
         })
     }
 
@@ -261,6 +262,9 @@ impl Proxier {
         // Upstream clears it however the first sync ends.
         self.initial_sync = false;
         let mut stats = result?;
+        stats
+            .warnings
+            .splice(0..0, std::mem::take(&mut self.startup_warnings));
         if changes.conntrack_cleanup_required {
             if let Err(e) = crate::conntrack_cleanup::clean_stale_entries(
                 &self.watch.tracker,
@@ -426,6 +430,7 @@ impl crate::provider::Provider for Proxier {
             services: stats.services,
             endpoints: stats.endpoints,
             rules_written: stats.nat_rules + stats.filter_rules,
+            warnings: stats.warnings,
         })
     }
     fn next_housekeeping(&self) -> Option<Timestamp> {

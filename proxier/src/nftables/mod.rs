@@ -360,6 +360,7 @@ impl crate::provider::Provider for Proxier {
             services: stats.services,
             endpoints: stats.endpoints,
             rules_written: stats.operations,
+            ..Default::default()
         })
     }
 }
