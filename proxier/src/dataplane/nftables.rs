@@ -17,4 +17,15 @@ pub trait Nftables {
 
     /// `nft list ruleset` output.
     fn list_ruleset(&mut self) -> Result<String, DataplaneError>;
+
+    /// Deletes a table if it exists; returns whether it existed. (The host
+    /// overrides this with one `nft delete table`, without listing a table
+    /// that may hold tens of megabytes of rules.)
+    fn delete_table(&mut self, family: &str, table: &str) -> Result<bool, DataplaneError> {
+        if self.list_table(family, table)?.is_none() {
+            return Ok(false);
+        }
+        self.run(&format!("delete table {family} {table}\n"))?;
+        Ok(true)
+    }
 }

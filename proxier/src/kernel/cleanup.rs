@@ -17,13 +17,12 @@
 //! missing table is not an error.
 //!
 //! Both work through the dataplane traits ([`iptables_leftovers`],
-//! [`nftables_leftovers_via`]), so kube-proxy starting in another mode on a
+//! [`nftables_leftovers`]), so kube-proxy starting in another mode on a
 //! simulated node cleans up the same way (upstream's `platformCleanup`).
 //!
 //! **Error contract:** like upstream, a failure does not stop the cleanup;
 //! every failure is collected in the [`CleanupReport`].
 
-use super::nftables::KernelNftables;
 use crate::dataplane::{chains_in_save, DataplaneError, Iptables, Nftables, RestoreFlags, Table};
 use crate::iptables::jumps::JUMPS;
 use crate::iptables::names::*;
@@ -99,15 +98,35 @@ pub fn owned_chains(table: Table, existing: &[String]) -> Vec<String> {
 /// Upstream's `cleanupLeftoversForFamily`, through any [`Iptables`]: the
 /// host's tools, or a simulated node's (a node switching to nftables mode).
 pub fn iptables_leftovers(ipt: &mut dyn Iptables, report: &mut CleanupReport) {
+    let jumps = JUMPS
+        .iter()
+        .filter(|j| j.dst != KUBE_FIREWALL)
+        .map(|j| (j.table, j.src, j.args()));
+    unlink_and_delete_chains(ipt, jumps, owned_chains, report);
+    // Upstream ignores this one's errors: the chain may not exist.
+    if ipt.delete_chain(Table::Mangle, KUBE_PROXY_CANARY).is_ok() {
+        report
+            .removed
+            .push(format!("{}: mangle chain {KUBE_PROXY_CANARY}", ipt.label()));
+    }
+}
+
+/// The iptables half of every mode's cleanup: delete the `jumps` (table,
+/// built-in chain, rule arguments) that exist, then flush and delete, in
+/// one `--noflush` restore per table, the nat and filter chains `owned`
+/// picks from those the table has.
+pub fn unlink_and_delete_chains<'a>(
+    ipt: &mut dyn Iptables,
+    jumps: impl IntoIterator<Item = (Table, &'a str, Vec<String>)>,
+    owned: impl Fn(Table, &[String]) -> Vec<String>,
+    report: &mut CleanupReport,
+) {
     let who = ipt.label();
-    for jump in JUMPS.iter().filter(|j| j.dst != KUBE_FIREWALL) {
-        let args = jump.args();
-        match ipt.delete_rule(jump.table, jump.src, &args) {
+    for (table, chain, args) in jumps {
+        match ipt.delete_rule(table, chain, &args) {
             Ok(true) => report.removed.push(format!(
-                "{who}: rule `-A {} {}` from {}",
-                jump.src,
+                "{who}: rule `-A {chain} {}` from {table}",
                 args.join(" "),
-                jump.table
             )),
             Ok(false) => {}
             Err(e) => report.errors.push(e),
@@ -121,7 +140,7 @@ pub fn iptables_leftovers(ipt: &mut dyn Iptables, report: &mut CleanupReport) {
                 continue;
             }
         };
-        let chains = owned_chains(table, &existing);
+        let chains = owned(table, &existing);
         if chains.is_empty() {
             continue;
         }
@@ -142,34 +161,12 @@ pub fn iptables_leftovers(ipt: &mut dyn Iptables, report: &mut CleanupReport) {
             Err(e) => report.errors.push(e),
         }
     }
-    // Upstream ignores this one's errors: the chain may not exist.
-    if ipt.delete_chain(Table::Mangle, KUBE_PROXY_CANARY).is_ok() {
-        report
-            .removed
-            .push(format!("{who}: mangle chain {KUBE_PROXY_CANARY}"));
-    }
 }
 
-/// Upstream's nftables `CleanupLeftovers` through any [`Nftables`] (a
-/// simulated node starting in iptables or IPVS mode): delete the
-/// `kube-proxy` table of each family that has one.
-pub fn nftables_leftovers_via(nft: &mut dyn Nftables, report: &mut CleanupReport) {
-    for family in ["ip", "ip6"] {
-        match nft.list_table(family, NFTABLES_TABLE) {
-            Ok(None) => {}
-            Ok(Some(_)) => match nft.run(&format!("delete table {family} {NFTABLES_TABLE}\n")) {
-                Ok(()) => report
-                    .removed
-                    .push(format!("nftables: table {family} {NFTABLES_TABLE}")),
-                Err(e) => report.errors.push(e),
-            },
-            Err(e) => report.errors.push(e),
-        }
-    }
-}
-
-/// Upstream's nftables `CleanupLeftovers`.
-pub fn nftables_leftovers(nft: &mut KernelNftables, report: &mut CleanupReport) {
+/// Upstream's nftables `CleanupLeftovers` through any [`Nftables`] (the
+/// host's `nft`, or a simulated node starting in iptables or IPVS mode):
+/// delete the `kube-proxy` table of each family that has one.
+pub fn nftables_leftovers(nft: &mut dyn Nftables, report: &mut CleanupReport) {
     for family in ["ip", "ip6"] {
         match nft.delete_table(family, NFTABLES_TABLE) {
             Ok(true) => report

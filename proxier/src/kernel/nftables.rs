@@ -8,7 +8,7 @@
 //!
 //! **Error contract:** a missing `nft` names the `nftables` package; a table
 //! that does not exist is `Ok(None)` from [`Nftables::list_table`] and
-//! `Ok(false)` from [`KernelNftables::delete_table`], not an error.
+//! `Ok(false)` from [`Nftables::delete_table`], not an error.
 
 use super::exec::{Journal, KernelWrite, Runner};
 use crate::dataplane::{DataplaneError, Nftables};
@@ -36,9 +36,11 @@ impl KernelNftables {
     pub fn new(runner: Runner, journal: Journal) -> Self {
         KernelNftables { runner, journal }
     }
+}
 
-    /// `nft delete table FAMILY NAME`; returns whether it existed.
-    pub fn delete_table(&mut self, family: &str, table: &str) -> Result<bool, DataplaneError> {
+impl Nftables for KernelNftables {
+    /// One `nft delete table FAMILY NAME`.
+    fn delete_table(&mut self, family: &str, table: &str) -> Result<bool, DataplaneError> {
         let args = ["delete", "table", family, table];
         let out = self.runner.run("nft", &args, None)?;
         let command = self.runner.describe("nft", &args);
@@ -55,9 +57,7 @@ impl KernelNftables {
         }
         Err(DataplaneError::new(command, out.complaint()))
     }
-}
 
-impl Nftables for KernelNftables {
     fn run(&mut self, transaction: &str) -> Result<(), DataplaneError> {
         let args = ["-f", "-"];
         let command = self.runner.describe("nft", &args);

@@ -22,10 +22,10 @@
 //! every failure is collected in the [`CleanupReport`]; what is not there
 //! is not an error.
 
-use crate::dataplane::{chains_in_save, Addresses, Ipset, Iptables, Ipvs, RestoreFlags, Table};
+use crate::dataplane::{Addresses, Ipset, Iptables, Ipvs, Table};
 use crate::ipvs::names::{family_set_name, IPSET_INFO, IPTABLES_CHAINS, IPTABLES_JUMP_CHAINS};
 use crate::ipvs::DEFAULT_DUMMY_DEVICE;
-use crate::kernel::cleanup::{delete_chains_payload, CleanupReport};
+use crate::kernel::cleanup::{unlink_and_delete_chains, CleanupReport};
 
 /// Step 1: every virtual server.
 pub fn virtual_servers(ipvs: &mut dyn Ipvs, report: &mut CleanupReport) {
@@ -56,49 +56,18 @@ pub fn dummy_device(addrs: &mut dyn Addresses, report: &mut CleanupReport) {
 
 /// Step 3 for one family's iptables.
 pub fn iptables(ipt: &mut dyn Iptables, report: &mut CleanupReport) {
-    let who = ipt.label();
-    for jump in IPTABLES_JUMP_CHAINS {
-        let args: Vec<String> = ["-m", "comment", "--comment", jump.comment, "-j", jump.to]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        match ipt.delete_rule(jump.table, jump.from, &args) {
-            Ok(true) => report.removed.push(format!(
-                "{who}: rule `-A {} {}` from {}",
-                jump.from,
-                args.join(" "),
-                jump.table
-            )),
-            Ok(false) => {}
-            Err(e) => report.errors.push(e),
-        }
-    }
-    for table in [Table::Nat, Table::Filter] {
-        let existing = match ipt.save(table) {
-            Ok(save) => chains_in_save(&save),
-            Err(e) => {
-                report.errors.push(e);
-                continue;
-            }
-        };
-        let chains: Vec<String> = IPTABLES_CHAINS
+    let jumps = IPTABLES_JUMP_CHAINS.iter().map(|jump| {
+        let args = ["-m", "comment", "--comment", jump.comment, "-j", jump.to];
+        (jump.table, jump.from, args.map(String::from).to_vec())
+    });
+    let owned = |table: Table, existing: &[String]| -> Vec<String> {
+        IPTABLES_CHAINS
             .iter()
             .filter(|(t, c)| *t == table && existing.iter().any(|e| e == c))
             .map(|(_, c)| c.to_string())
-            .collect();
-        if chains.is_empty() {
-            continue;
-        }
-        match ipt.restore_all(
-            &delete_chains_payload(table, &chains),
-            RestoreFlags::KUBE_PROXY,
-        ) {
-            Ok(()) => report
-                .removed
-                .push(format!("{who}: {table} chains {}", chains.join(", "))),
-            Err(e) => report.errors.push(e),
-        }
-    }
+            .collect()
+    };
+    unlink_and_delete_chains(ipt, jumps, owned, report);
 }
 
 /// Step 4: kube-proxy's sets, IPv4 and IPv6 names, that exist.
