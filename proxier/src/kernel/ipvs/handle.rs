@@ -64,6 +64,23 @@ impl KernelIpvs {
         result.map_err(|e| DataplaneError::new(operation, e.to_string()))
     }
 
+    /// A new or changed virtual server, with all its attributes.
+    fn write_service(
+        &self,
+        verb: &str,
+        command: u8,
+        vs: &VirtualServer,
+    ) -> Result<(), DataplaneError> {
+        self.write(
+            format!(
+                "ipvs netlink {verb} virtual server {vs} {}{}",
+                vs.scheduler,
+                persistence(vs)
+            ),
+            service_message(command, vs, true),
+        )
+    }
+
     /// A write: sent, acknowledged, recorded.
     fn write(&self, operation: String, message: IpvsMessage) -> Result<(), DataplaneError> {
         let result = self.with_socket(&operation, |s| s.request(message).map(|_| ()));
@@ -105,25 +122,11 @@ impl Ipvs for KernelIpvs {
     }
 
     fn add_virtual_server(&mut self, vs: &VirtualServer) -> Result<(), DataplaneError> {
-        self.write(
-            format!(
-                "ipvs netlink add virtual server {vs} {}{}",
-                vs.scheduler,
-                persistence(vs)
-            ),
-            service_message(cmd::NEW_SERVICE, vs, true),
-        )
+        self.write_service("add", cmd::NEW_SERVICE, vs)
     }
 
     fn update_virtual_server(&mut self, vs: &VirtualServer) -> Result<(), DataplaneError> {
-        self.write(
-            format!(
-                "ipvs netlink update virtual server {vs} {}{}",
-                vs.scheduler,
-                persistence(vs)
-            ),
-            service_message(cmd::SET_SERVICE, vs, true),
-        )
+        self.write_service("update", cmd::SET_SERVICE, vs)
     }
 
     fn delete_virtual_server(&mut self, vs: &VirtualServer) -> Result<(), DataplaneError> {
