@@ -46,23 +46,34 @@ fn require_cluster(test: &str) -> Option<()> {
     }
 }
 
-fn env_u64(name: &str, default: u64) -> u64 {
+pub(crate) fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
 }
 
-/// Prints each case's summary and what the cases exercised; returns the
-/// failures' texts and how many cases ran.
-pub(crate) fn report(results: &[CaseResult]) -> (Vec<String>, usize) {
+/// What a batch of cases came to.
+pub(crate) struct Tally {
+    /// The failures' texts.
+    pub failures: Vec<String>,
+    /// How many cases ran to a comparison.
+    pub ran: usize,
+    /// How many probes those compared.
+    pub probes: usize,
+}
+
+/// Prints each case's summary and what the cases exercised.
+pub(crate) fn report(results: &[CaseResult]) -> Tally {
     let mut failures = Vec::new();
     let mut ran = 0;
+    let mut probes = 0;
     let mut coverage: BTreeMap<&str, usize> = BTreeMap::new();
     for r in results {
         match &r.result {
             Ok(c) => {
                 ran += 1;
+                probes += c.probes;
                 println!("  {} [{:.1}s]", c.summary(), r.elapsed.as_secs_f64());
                 for (what, n) in &c.coverage {
                     *coverage.entry(what).or_default() += n;
@@ -74,7 +85,11 @@ pub(crate) fn report(results: &[CaseResult]) -> (Vec<String>, usize) {
     }
     let parts: Vec<String> = coverage.iter().map(|(w, n)| format!("{w} {n}")).collect();
     println!("  probes that were: {}", parts.join(", "));
-    (failures, ran)
+    Tally {
+        failures,
+        ran,
+        probes,
+    }
 }
 
 /// Every shipped scenario with the modes it runs in: those it names, or
@@ -132,7 +147,7 @@ fn shipped_scenarios_agree_with_the_kernel() {
         }
     }
     let results = planned_cases(&cases, cases.len());
-    let (failures, ran) = report(&results);
+    let Tally { failures, ran, .. } = report(&results);
     println!(
         "shipped scenarios: {ran} runs compared, {} with disagreements",
         failures.len()
@@ -157,12 +172,11 @@ fn generated_scenarios_agree_with_the_kernel() {
     let seeds: Vec<u64> = (first..first + cases).collect();
     // A third each in nftables, iptables-legacy and iptables-nft mode.
     let results = generated_cases(&seeds, 6, &DiffOptions::default(), None);
-    let (failures, ran) = report(&results);
-    let probes: usize = results
-        .iter()
-        .filter_map(|r| r.result.as_ref().ok())
-        .map(|c| c.probes)
-        .sum();
+    let Tally {
+        failures,
+        ran,
+        probes,
+    } = report(&results);
     println!(
         "generated scenarios: {ran} cases, {probes} probes, {} with disagreements",
         failures.len()

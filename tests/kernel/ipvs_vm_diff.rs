@@ -29,7 +29,7 @@ use kpsim::kernel_cluster::DiffOptions;
 use kpsim::scenario;
 use proxier::config::Mode;
 
-use crate::differential::report;
+use crate::differential::{env_u64, report, Tally};
 use crate::ipvs_vm::boot;
 
 /// Generated cases per run unless `KPSIM_DIFF_CASES` says otherwise.
@@ -65,13 +65,6 @@ fn vm_timeout(cases: u64) -> u32 {
 
 /// The guest's line before the job's output starts.
 const START: &str = "KPSIM-VM-DIFF-START";
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
 
 /// `/run-guest` for this job: `iptables-nft*` linked to the image's
 /// `xtables-nft-multi` (only here: the apply job relies on legacy being the
@@ -230,7 +223,9 @@ fn vm_diff_guest_entry() {
             .pop()
             .expect("one case, one result")
     });
-    let (mut failures, ran) = report(&results);
+    let Tally {
+        mut failures, ran, ..
+    } = report(&results);
     println!(
         "shipped scenarios ({}): {ran} runs compared, {} with disagreements",
         mode.name(),
@@ -242,12 +237,11 @@ fn vm_diff_guest_entry() {
     let results = run_cases(&seeds, |seed| {
         generated_case(*seed, &DiffOptions::default(), Some(mode))
     });
-    let (generated_failures, generated_ran) = report(&results);
-    let probes: usize = results
-        .iter()
-        .filter_map(|r| r.result.as_ref().ok())
-        .map(|c| c.probes)
-        .sum();
+    let Tally {
+        failures: generated_failures,
+        ran: generated_ran,
+        probes,
+    } = report(&results);
     println!(
         "generated scenarios ({}): {generated_ran} cases, {probes} probes, {} with disagreements",
         mode.name(),
