@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use kpsim::oneshot::{render, RenderRequest};
+use kpsim::oneshot::{render, with_service_cidrs, RenderRequest};
 use kpsim::scenario::{self, EndState};
 use kpsim::trace::{Probe, TraceRequest};
 use proxier::config::{self, Config, Mode};
@@ -208,17 +208,6 @@ fn read(path: &PathBuf) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// Adds the `--service-cidr` ranges as one ServiceCIDR object.
-fn with_service_cidrs(mut m: Manifests, cidrs: Vec<ipnet::IpNet>) -> Manifests {
-    if !cidrs.is_empty() {
-        m.service_cidrs.push(k8s::ServiceCidr {
-            name: "--service-cidr".into(),
-            cidrs,
-        });
-    }
-    m
-}
-
 fn load_manifests(files: &[PathBuf]) -> Result<Manifests> {
     let mut all = Manifests::default();
     for f in files {
@@ -251,7 +240,11 @@ impl ProxyArgs {
     fn render_request(self, files: &[PathBuf]) -> Result<RenderRequest> {
         Ok(RenderRequest {
             config: load_config(self.config.as_ref(), self.mode.as_deref())?,
-            manifests: with_service_cidrs(load_manifests(files)?, self.service_cidrs),
+            manifests: with_service_cidrs(
+                load_manifests(files)?,
+                "--service-cidr",
+                self.service_cidrs,
+            ),
             node: self.node,
             node_ips: self.node_ips,
             family: None,

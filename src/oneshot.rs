@@ -182,6 +182,18 @@ pub fn render_into(req: &RenderRequest, node: NodeInfo, sim_node: &mut Node) -> 
     })
 }
 
+/// Adds `cidrs` (from a flag or a scenario) as one ServiceCIDR object
+/// named `name`, if there are any.
+pub fn with_service_cidrs(mut m: Manifests, name: &str, cidrs: Vec<ipnet::IpNet>) -> Manifests {
+    if !cidrs.is_empty() {
+        m.service_cidrs.push(proxier::k8s::ServiceCidr {
+            name: name.into(),
+            cidrs,
+        });
+    }
+    m
+}
+
 /// The ranges of every ServiceCIDR object (nftables mode needs them).
 pub fn service_cidrs(m: &Manifests) -> Vec<ipnet::IpNet> {
     m.service_cidrs

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{anyhow, Result};
 use proxier::config::{Config, Mode};
-use proxier::k8s::{Manifests, Node, NodeAddress, ServiceCidr};
+use proxier::k8s::{Manifests, Node, NodeAddress};
 use proxier::node::NodeInfo;
 use sim::network::Network;
 use sim::time::Instant;
@@ -24,7 +24,7 @@ use sim::time::Instant;
 use super::plan::Plan;
 use super::report::Report;
 use super::runner::play;
-use crate::oneshot::RenderRequest;
+use crate::oneshot::{with_service_cidrs, RenderRequest};
 
 /// The world after a scenario's last step, in one mode.
 pub struct EndState {
@@ -58,10 +58,10 @@ pub fn end_state(plan: &Plan, seed: Option<u64>, mode: Option<Mode>) -> Result<E
         .iter()
         .map(|n| {
             let config = world.configs[&n.name].clone();
-            (n.name.clone(), (world.node_info(&n.name), config))
+            (n.name.clone(), (plan.node_info(&n.name), config))
         })
         .collect();
-    let mut manifests = Manifests {
+    let manifests = Manifests {
         services: world.api.services(),
         endpoint_slices: world.api.slices(),
         nodes: plan
@@ -79,12 +79,11 @@ pub fn end_state(plan: &Plan, seed: Option<u64>, mode: Option<Mode>) -> Result<E
             .collect(),
         ..Manifests::default()
     };
-    if !plan.service_cidrs.is_empty() {
-        manifests.service_cidrs.push(ServiceCidr {
-            name: format!("{} serviceCIDRs", plan.file),
-            cidrs: plan.service_cidrs.clone(),
-        });
-    }
+    let manifests = with_service_cidrs(
+        manifests,
+        &format!("{} serviceCIDRs", plan.file),
+        plan.service_cidrs.clone(),
+    );
     Ok(EndState {
         mode,
         now: world.now,

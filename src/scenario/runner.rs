@@ -20,7 +20,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use proxier::clock::Timestamp;
 use proxier::config::{duration, Config, Mode};
 use proxier::k8s::{self, IpFamily, NamespacedName, Protocol};
-use proxier::node::NodeInfo;
 use sim::netfilter::{Cidr, Protocol as SimProtocol, Variant};
 use sim::network::{ConnId, ConnectionReport, LbMode, Network, Outcome};
 use sim::time::Instant;
@@ -192,12 +191,8 @@ impl<'p> World<'p> {
         Ok(world)
     }
 
-    pub(super) fn node_info(&self, name: &str) -> NodeInfo {
-        self.plan.node_info(name)
-    }
-
     fn start_kube_proxy(&mut self, node: &str) -> Result<()> {
-        let info = self.node_info(node);
+        let info = self.plan.node_info(node);
         let family = IpFamily::of(&info.ips[0]);
         let (services, slices) = (self.api.services(), self.api.slices());
         let now = self.now;
