@@ -327,11 +327,7 @@ fn trace(args: TraceArgs) -> Result<()> {
             kpsim::trace::trace(&TraceRequest {
                 mode: render.config.mode,
                 render,
-                from: probe.from,
-                from_port: probe.from_port,
-                to: probe.to,
-                to_port: probe.to_port,
-                protocol: probe.protocol,
+                probe,
                 seed: args.seed.unwrap_or(1),
             })?
         }

@@ -43,12 +43,7 @@ pub struct TraceRequest {
     /// The proxy mode whose rules the node holds (it overrides the
     /// configuration's `mode`; callers take it from there).
     pub mode: Mode,
-    pub from: IpAddr,
-    /// Default 40000.
-    pub from_port: Option<u16>,
-    pub to: IpAddr,
-    pub to_port: u16,
-    pub protocol: Protocol,
+    pub probe: Probe,
     pub seed: u64,
 }
 
@@ -86,18 +81,6 @@ pub struct Probe {
     pub to: IpAddr,
     pub to_port: u16,
     pub protocol: Protocol,
-}
-
-impl TraceRequest {
-    pub fn probe(&self) -> Probe {
-        Probe {
-            from: self.from,
-            from_port: self.from_port,
-            to: self.to,
-            to_port: self.to_port,
-            protocol: self.protocol,
-        }
-    }
 }
 
 fn packet(req: &Probe) -> Result<Packet> {
@@ -202,7 +185,7 @@ pub fn trace(req: &TraceRequest) -> Result<TraceResult> {
     let mut render = req.render.clone();
     render.config.mode = req.mode;
     render_into(&render, info.clone(), node).context("rendering the node's rules")?;
-    trace_on(node, &info, req.mode, &req.probe(), Instant::ZERO)
+    trace_on(node, &info, req.mode, &req.probe, Instant::ZERO)
 }
 
 fn primary_ip(info: &NodeInfo) -> Result<IpAddr> {

@@ -6,7 +6,7 @@
 //! filter rule decided, and whether the packet is masqueraded.
 
 use kpsim::oneshot::RenderRequest;
-use kpsim::trace::{trace, TraceRequest};
+use kpsim::trace::{trace, Probe, TraceRequest};
 use proxier::config::{self, Mode};
 use proxier::k8s::{self, Protocol};
 
@@ -130,11 +130,13 @@ fn request(f: &Flow) -> TraceRequest {
             manifests,
             ..RenderRequest::default()
         },
-        from: f.from.parse().unwrap(),
-        from_port: None,
-        to: to.ip(),
-        to_port: to.port(),
-        protocol: if f.udp { Protocol::Udp } else { Protocol::Tcp },
+        probe: Probe {
+            from: f.from.parse().unwrap(),
+            from_port: None,
+            to: to.ip(),
+            to_port: to.port(),
+            protocol: if f.udp { Protocol::Udp } else { Protocol::Tcp },
+        },
         seed: 1,
     }
 }

@@ -7,7 +7,7 @@
 //! packet is masqueraded.
 
 use kpsim::oneshot::RenderRequest;
-use kpsim::trace::{trace, TraceRequest};
+use kpsim::trace::{trace, Probe, TraceRequest};
 use proxier::k8s::{IpFamily, Manifests};
 
 use crate::support::flows::{apply, assert_flows_agree, protocol};
@@ -82,11 +82,13 @@ fn upstream_packet_flows_through_kpsim_trace() {
                         node_ips: node_ips.clone(),
                         family: Some(fam),
                     },
-                    from: source,
-                    from_port: None,
-                    to: destination,
-                    to_port: flow["destPort"].as_u64().unwrap() as u16,
-                    protocol: protocol(&get("protocol")),
+                    probe: Probe {
+                        from: source,
+                        from_port: None,
+                        to: destination,
+                        to_port: flow["destPort"].as_u64().unwrap() as u16,
+                        protocol: protocol(&get("protocol")),
+                    },
                     seed: 1,
                 };
                 let r = match trace(&req) {
@@ -117,7 +119,7 @@ fn upstream_packet_flows_through_kpsim_trace() {
                         get("name"),
                         source,
                         destination,
-                        req.to_port,
+                        req.probe.to_port,
                         r.masquerade,
                         r.trace
                     ));

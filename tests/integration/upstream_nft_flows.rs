@@ -10,7 +10,7 @@
 //! comma-separated; `masq` says whether the packet is masqueraded.
 
 use kpsim::oneshot::RenderRequest;
-use kpsim::trace::{trace, TraceRequest};
+use kpsim::trace::{trace, Probe, TraceRequest};
 use proxier::config::Mode;
 use proxier::k8s::{self, IpFamily, Manifests};
 
@@ -102,11 +102,13 @@ fn upstream_nftables_packet_flows_through_kpsim_trace() {
                         node_ips: node_ips.clone(),
                         family: Some(family),
                     },
-                    from: source,
-                    from_port: None,
-                    to: destination,
-                    to_port: flow.port,
-                    protocol: protocol(&flow.protocol),
+                    probe: Probe {
+                        from: source,
+                        from_port: None,
+                        to: destination,
+                        to_port: flow.port,
+                        protocol: protocol(&flow.protocol),
+                    },
                     seed: 1,
                 };
                 let r = match trace(&req) {
