@@ -33,6 +33,9 @@ use crate::netfilter::Protocol;
 type RuleKey<'a> = (TableId, &'a str, usize);
 
 /// Whether every condition of `rule` holds for the packet.
+// Inlined into `evaluate`'s per-rule loop: the call alone cost over a quarter of
+// the first-packet time at 30,000 services once `match_one` grew.
+#[inline(always)]
 pub(crate) fn rule_matches(
     rule: &Rule,
     ctx: &PacketCtx<'_>,
